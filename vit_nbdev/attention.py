@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['AttentionHead', 'MultiHeadAttention', 'FasterMultiHeadAttention']
 
-# %% ../nbs/02_attention.ipynb #fd0b683a
+# %% ../nbs/02_attention.ipynb #c963afb7
 import math
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-# %% ../nbs/02_attention.ipynb #94b3c08a
+# %% ../nbs/02_attention.ipynb #656e16ee
 class AttentionHead(nn.Module):
     "One head of scaled dot-product self-attention; returns the output and the attention map."
     def __init__(self, hidden_size: int, attention_head_size: int, dropout: float = 0.0, bias: bool = True):
@@ -28,7 +28,7 @@ class AttentionHead(nn.Module):
         probs = self.dropout(scores.softmax(dim=-1))                              # (B, T, T), rows sum to 1
         return probs @ v, probs                                                   # (B, T, d), (B, T, T)
 
-# %% ../nbs/02_attention.ipynb #f11828bb
+# %% ../nbs/02_attention.ipynb #9b5b74aa
 def _head_size(hidden_size: int, num_attention_heads: int) -> int:
     "Size of one head; refuses a `hidden_size` that the heads cannot split evenly."
     if num_attention_heads <= 0 or hidden_size % num_attention_heads:
@@ -54,7 +54,7 @@ class MultiHeadAttention(nn.Module):
         probs = torch.stack([p for _, p in outs], dim=1) if output_attentions else None  # (B, H, T, T)
         return out, probs
 
-# %% ../nbs/02_attention.ipynb #9cbfb00b
+# %% ../nbs/02_attention.ipynb #3b5644fb
 class FasterMultiHeadAttention(nn.Module):
     "Multi-head self-attention with a fused qkv projection and `F.scaled_dot_product_attention`."
     def __init__(self, hidden_size: int = 48, num_attention_heads: int = 4, attention_probs_dropout_prob: float = 0.0,

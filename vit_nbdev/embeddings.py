@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['Embeddings']
 
-# %% ../nbs/01_embeddings.ipynb #90d6cfdd
+# %% ../nbs/01_embeddings.ipynb #1a487fd4
 import torch
 from torch import nn
 from .patch_embedding import PatchEmbeddings
 
-# %% ../nbs/01_embeddings.ipynb #08bb8328
+# %% ../nbs/01_embeddings.ipynb #664082fe
 class Embeddings(nn.Module):
     "Patch embeddings with a learned [CLS] token prepended and learned position embeddings added."
     def __init__(self, image_size: int = 32, patch_size: int = 4, num_channels: int = 3, hidden_size: int = 48,

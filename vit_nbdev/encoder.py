@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['MLP', 'Block', 'Encoder']
 
-# %% ../nbs/03_encoder.ipynb #f8911716
+# %% ../nbs/03_encoder.ipynb #e2769a48
 import torch
 from torch import nn
 from .attention import MultiHeadAttention, FasterMultiHeadAttention
 
-# %% ../nbs/03_encoder.ipynb #8d0de913
+# %% ../nbs/03_encoder.ipynb #75a78cc0
 class MLP(nn.Module):
     "Position-wise feed-forward network: Linear → GELU → Linear → dropout."
     def __init__(self, hidden_size: int = 48, intermediate_size: int = 192, hidden_dropout_prob: float = 0.0):
@@ -24,7 +24,7 @@ class MLP(nn.Module):
         x = self.activation(self.dense_1(x))   # (B, T, 4C)
         return self.dropout(self.dense_2(x))   # (B, T, C)
 
-# %% ../nbs/03_encoder.ipynb #df27d1e2
+# %% ../nbs/03_encoder.ipynb #0eff03d9
 class Block(nn.Module):
     "One pre-norm transformer block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."
     def __init__(self, hidden_size: int = 48, num_attention_heads: int = 4, intermediate_size: int = 192,
@@ -44,7 +44,7 @@ class Block(nn.Module):
         x = x + self.mlp(self.layernorm_2(x))                                 # (B, T, C)
         return x, probs
 
-# %% ../nbs/03_encoder.ipynb #d4f00882
+# %% ../nbs/03_encoder.ipynb #bd37ddb0
 class Encoder(nn.Module):
     "A stack of `num_hidden_layers` transformer `Block`s, optionally returning each one's attention maps."
     def __init__(self, num_hidden_layers: int = 4, **block_kwargs):

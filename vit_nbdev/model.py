@@ -6,14 +6,14 @@
 __all__ = ['ViTConfig', 'ViTForClassification', 'count_parameters', 'ParamTable', 'parameter_table', 'load_per_head_weights',
            'default_device']
 
-# %% ../nbs/04_vit.ipynb #6576308f
+# %% ../nbs/04_vit.ipynb #24d75723
 from dataclasses import dataclass, asdict, fields
 import torch
 from torch import nn
 from .embeddings import Embeddings
 from .encoder import Encoder
 
-# %% ../nbs/04_vit.ipynb #6c90e73f
+# %% ../nbs/04_vit.ipynb #15d2bc69
 @dataclass
 class ViTConfig:
     "Sizes and options of a `ViTForClassification`; the defaults are the seed model (119,098 parameters)."
@@ -69,7 +69,7 @@ class ViTConfig:
         if unknown: raise ValueError(f"unknown ViTConfig field(s) {unknown}; allowed: {allowed}")
         return cls(**d)
 
-# %% ../nbs/04_vit.ipynb #ef93c373
+# %% ../nbs/04_vit.ipynb #11f56fc4
 class ViTForClassification(nn.Module):
     "The Vision Transformer: `Embeddings` → `Encoder` → linear classifier on the [CLS] token."
     def __init__(self, config: "ViTConfig | dict" = None):
@@ -113,7 +113,7 @@ class ViTForClassification(nn.Module):
         x, attentions = self.forward_features(x, output_attentions)
         return self.forward_head(x), attentions
 
-# %% ../nbs/04_vit.ipynb #d0c6a33b
+# %% ../nbs/04_vit.ipynb #964b6792
 def count_parameters(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -132,7 +132,7 @@ def parameter_table(model: nn.Module, depth: int = 2) -> ParamTable:
         rows[key] = rows.get(key, 0) + p.numel()
     return ParamTable([*rows.items(), ('total', count_parameters(model))])
 
-# %% ../nbs/04_vit.ipynb #f9348af6
+# %% ../nbs/04_vit.ipynb #d1c0b77a
 def load_per_head_weights(fast: "ViTForClassification", slow: "ViTForClassification") -> "ViTForClassification":
     "Copy the weights of a per-head (`use_faster_attention=False`) model into a fused one; returns `fast`."
     from vit_nbdev.attention import FasterMultiHeadAttention
@@ -143,7 +143,7 @@ def load_per_head_weights(fast: "ViTForClassification", slow: "ViTForClassificat
     fast.load_state_dict(sd)
     return fast
 
-# %% ../nbs/04_vit.ipynb #3674f5e9
+# %% ../nbs/04_vit.ipynb #830af097
 def default_device() -> torch.device:
     "CUDA when available, else CPU."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['patchify', 'check_images', 'PatchEmbeddings', 'ShapeTable', 'trace_shapes']
 
-# %% ../nbs/00_patch_embedding.ipynb #208fc3df
+# %% ../nbs/00_patch_embedding.ipynb #7f206826
 import torch
 from torch import nn
 
-# %% ../nbs/00_patch_embedding.ipynb #0c2e8ea6
+# %% ../nbs/00_patch_embedding.ipynb #8fd3cacd
 def patchify(x: torch.Tensor,   # images, (B, C, H, W)
              patch_size: int,   # side of a square patch, in pixels
             ) -> torch.Tensor:  # patches, (B, N, C*P*P) with N = (H/P)*(W/P), in row-major order
@@ -20,7 +20,7 @@ def patchify(x: torch.Tensor,   # images, (B, C, H, W)
     x = x.permute(0, 2, 4, 1, 3, 5)                   # (B, h, w, C, P, P)
     return x.reshape(B, (H // P) * (W // P), C * P * P)  # (B, N, C*P*P)
 
-# %% ../nbs/00_patch_embedding.ipynb #8ed5d5f9
+# %% ../nbs/00_patch_embedding.ipynb #f2bf79b4
 def check_images(x: torch.Tensor, num_channels: int, image_size: int):
     "Raise a `ValueError` stating expected and received shape unless `x` is a float batch `(B, num_channels, image_size, image_size)`."
     expected = f"(B, {num_channels}, {image_size}, {image_size})"
@@ -30,7 +30,7 @@ def check_images(x: torch.Tensor, num_channels: int, image_size: int):
     if not x.is_floating_point():
         raise ValueError(f"expected floating-point images (normalised pixels), got dtype {x.dtype}")
 
-# %% ../nbs/00_patch_embedding.ipynb #f2f94449
+# %% ../nbs/00_patch_embedding.ipynb #3776d3ff
 class PatchEmbeddings(nn.Module):
     "Cut images into `patch_size` squares and project each one to a `hidden_size` vector."
     def __init__(self, image_size: int = 32, patch_size: int = 4, num_channels: int = 3, hidden_size: int = 48):
@@ -44,7 +44,7 @@ class PatchEmbeddings(nn.Module):
         x = self.projection(x)                                # (B, hidden, H/P, W/P)
         return x.flatten(2).transpose(1, 2)                   # (B, N, hidden)
 
-# %% ../nbs/00_patch_embedding.ipynb #57df5448
+# %% ../nbs/00_patch_embedding.ipynb #b5f80375
 class ShapeTable(dict):
     "An ordered `{layer: output shape}` mapping that renders as a Markdown table in notebooks."
     def _repr_markdown_(self):
