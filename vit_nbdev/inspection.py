@@ -7,17 +7,17 @@ __all__ = ['plot_metrics', 'visualize_images', 'load_images', 'predict', 'attent
            'upsample_map', 'overlay', 'attention_rollout', 'visualize_attention', 'visualize_heads', 'confusion_matrix',
            'Evaluation', 'evaluate', 'load_test_set', 'evaluate_experiment', 'vit_predict', 'vit_evaluate']
 
-# %% ../nbs/06_attention_inspection.ipynb #e0aee946
+# %% ../nbs/06_attention_inspection.ipynb #379286e0
 import io, sys, math, argparse
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .train import (image_to_tensor, normalize, load_cifar10, load_image_folder, load_experiment, experiment_dir,
+from .train import (image_to_tensor, pil_to_tensor, normalize, load_cifar10, load_image_folder, load_experiment, experiment_dir,
                              read_json, atomic_write, plot_metrics as _draw_metrics)
 
-# %% ../nbs/06_attention_inspection.ipynb #ddd42cb4
+# %% ../nbs/06_attention_inspection.ipynb #6f437520
 def plot_metrics(exp_name: str,     # name of the experiment folder
                  out_dir=None,      # folder holding the experiments (default `./experiments`)
                 ):                  # a matplotlib `Figure`
@@ -26,7 +26,7 @@ def plot_metrics(exp_name: str,     # name of the experiment folder
     if not (d / 'metrics.json').is_file(): raise FileNotFoundError(f"no metrics for experiment {exp_name!r}: {d / 'metrics.json'} does not exist")
     return _draw_metrics(read_json(d / 'metrics.json'))
 
-# %% ../nbs/06_attention_inspection.ipynb #dcacb6af
+# %% ../nbs/06_attention_inspection.ipynb #dc4c4979
 def _figure(figsize) -> 'matplotlib.figure.Figure':
     "A matplotlib `Figure` on an off-screen Agg canvas: shown by notebooks, saved by `savefig`, no global pyplot state."
     from matplotlib.figure import Figure
@@ -52,7 +52,7 @@ def visualize_images(images: torch.Tensor,  # uint8 (B, 3, H, W)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_attention_inspection.ipynb #ba5866a5
+# %% ../nbs/06_attention_inspection.ipynb #2499dca4
 def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
     "A tensor image (H, W) or (C, H, W) with C in 1, 3, 4 — uint8, or float in [0, 1] — as a PIL image."
     from torchvision.transforms.functional import to_pil_image
@@ -65,14 +65,12 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return to_pil_image(t)
 
 def _image_to_tensor(image, image_size: int) -> torch.Tensor:
-    "One image (path, PIL image or tensor) → uint8 (3, S, S), through `image_to_tensor` as training converts files."
+    "One image (path, PIL image or tensor) → uint8 (3, S, S), converted by chapter 5's `pil_to_tensor` as training converts files."
     if isinstance(image, (str, Path)):
         if not Path(image).is_file(): raise FileNotFoundError(f"{image}: {'not a file' if Path(image).exists() else 'no such file'}")
         return image_to_tensor(Path(image), image_size)
     if isinstance(image, torch.Tensor): image = _tensor_to_pil(image)
-    if isinstance(image, Image.Image):                 # an in-memory file: TIFF keeps every mode losslessly
-        buf = io.BytesIO(); image.save(buf, format='TIFF'); buf.seek(0)
-        return image_to_tensor(buf, image_size)
+    if isinstance(image, Image.Image): return pil_to_tensor(image, image_size)
     raise TypeError(f"expected a file path, a PIL image or a tensor, got {type(image).__name__}")
 
 def load_images(images,               # a path, PIL image or tensor, a list of them, or a batch tensor (B, C, H, W)
@@ -105,14 +103,14 @@ def predict(model: torch.nn.Module,  # a `ViTForClassification`
     probs = torch.cat([_run(model, x[i:i + batch_size])[0].softmax(-1) for i in range(0, len(x), batch_size)])  # (B, K)
     return probs.argmax(1), probs                                      # (B,), (B, K)
 
-# %% ../nbs/06_attention_inspection.ipynb #7c485610
+# %% ../nbs/06_attention_inspection.ipynb #1bdb55e8
 def attention_maps(model: torch.nn.Module,  # a `ViTForClassification`
                    images: torch.Tensor,    # uint8 (B, 3, S, S) at the model's image size
                   ) -> tuple:               # logits (B, num_classes), [num_layers x (B, heads, T, T)], on the CPU
     "Run `model` on `uint8` images (normalised as in training, eval mode, no gradients); return logits and every layer's attention."
     return _run(model, images, output_attentions=True)                # (B, K), L x (B, H, T, T)
 
-# %% ../nbs/06_attention_inspection.ipynb #f41b56f0
+# %% ../nbs/06_attention_inspection.ipynb #9df48d98
 def cls_attention(attention: torch.Tensor,  # one layer's attention (B, heads, T, T)
                  ) -> torch.Tensor:         # (B, heads, N): the [CLS] row, patch columns only
     "How much the [CLS] token (token 0) attends to each patch (tokens 1…N), per head."
@@ -147,7 +145,7 @@ def overlay(image: torch.Tensor,  # uint8 (3, H, W)
     colour = torch.from_numpy(colormaps[cmap](h.numpy())[..., :3]).permute(2, 0, 1)  # (3, H, W) in [0, 1]
     return ((1 - alpha) * image.float() + alpha * 255 * colour.float()).round().clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/06_attention_inspection.ipynb #b4c5a373
+# %% ../nbs/06_attention_inspection.ipynb #c8d9f0c2
 def attention_rollout(attentions: list,  # one (B, heads, T, T) map per layer, first layer first
                      ) -> torch.Tensor:  # (B, T, T), rows sum to 1
     "Attention rollout (Abnar & Zuidema 2020): heads averaged, identity added for the residual, rows renormalised, layers multiplied."
@@ -159,7 +157,7 @@ def attention_rollout(attentions: list,  # one (B, heads, T, T) map per layer, f
         rollout = a if rollout is None else a @ rollout                # (B, T, T) later layer on the left
     return rollout
 
-# %% ../nbs/06_attention_inspection.ipynb #7e1f8835
+# %% ../nbs/06_attention_inspection.ipynb #abacd471
 def _concat(panels: list, gap: int = 2) -> np.ndarray:
     "Images (3, H, W) side by side, separated by white columns, as one (H, W', 3) array."
     white = torch.full((3, panels[0].shape[1], gap), 255, dtype=torch.uint8)
@@ -204,7 +202,7 @@ def visualize_attention(model: torch.nn.Module,  # a `ViTForClassification`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_attention_inspection.ipynb #58808cec
+# %% ../nbs/06_attention_inspection.ipynb #5c02af27
 def visualize_heads(model: torch.nn.Module,  # a `ViTForClassification`
                     image,                    # one image: a path, a PIL image or a tensor (see `load_images`)
                     classes: list = None,     # class names, for the title
@@ -229,7 +227,7 @@ def visualize_heads(model: torch.nn.Module,  # a `ViTForClassification`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_attention_inspection.ipynb #d2d375c1
+# %% ../nbs/06_attention_inspection.ipynb #c4b55785
 def confusion_matrix(predictions: torch.Tensor,  # int (N,)
                      labels: torch.Tensor,       # int (N,)
                      num_classes: int,
@@ -297,7 +295,7 @@ def evaluate(model: torch.nn.Module,  # a `ViTForClassification`
     preds = torch.cat([_run(model, images[i:i + batch_size])[0].argmax(1) for i in range(0, len(images), batch_size)])  # (N,)
     return Evaluation(confusion_matrix(preds, labels, len(classes)), classes, dataset)
 
-# %% ../nbs/06_attention_inspection.ipynb #b0fa07dc
+# %% ../nbs/06_attention_inspection.ipynb #7487046a
 def load_test_set(config: dict,          # an experiment's config.json
                   dataset: str = None,   # 'cifar10' or 'imagefolder' (default: what the experiment was trained on)
                   data_dir=None,         # cifar10: folder holding cifar-10-batches-py/; imagefolder: folder with test/<class>/
@@ -333,7 +331,7 @@ def evaluate_experiment(exp_name: str,
         atomic_write(ev.path, lambda tmp: ev.plot().savefig(tmp, format='png', dpi=100))
     return ev
 
-# %% ../nbs/06_attention_inspection.ipynb #40418bf3
+# %% ../nbs/06_attention_inspection.ipynb #0c03ffc3
 _EXPECTED_ERRORS = (OSError, ValueError, KeyError)   # bad files, data, checkpoints, config.json entries and arguments
 
 def _message(e: Exception) -> str:

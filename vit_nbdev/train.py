@@ -4,20 +4,20 @@
 
 # %% auto #0
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'CHECKPOINT_FORMAT', 'RECIPES', 'DataNotFoundError', 'CorruptDataError',
-           'resolve_data_dir', 'download_cifar10', 'load_cifar10', 'image_to_tensor', 'load_image_folder',
-           'make_image_folder', 'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment', 'epoch_seed',
-           'TensorLoader', 'prepare_data', 'ExperimentExistsError', 'CheckpointError', 'TrainingDivergedError',
-           'atomic_write', 'save_json', 'read_json', 'save_weights', 'load_weights', 'save_checkpoint',
-           'load_checkpoint', 'plot_metrics', 'experiment_dir', 'Trainer', 'load_experiment', 'warmup_cosine',
-           'make_recipe', 'others_cpu_load', 'train_experiment', 'vit_train']
+           'resolve_data_dir', 'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'image_to_tensor',
+           'load_image_folder', 'make_image_folder', 'random_resized_crop_boxes', 'crop_resize_flip', 'normalize',
+           'augment', 'epoch_seed', 'TensorLoader', 'prepare_data', 'ExperimentExistsError', 'CheckpointError',
+           'TrainingDivergedError', 'atomic_write', 'save_json', 'read_json', 'save_weights', 'load_weights',
+           'save_checkpoint', 'load_checkpoint', 'plot_metrics', 'experiment_dir', 'Trainer', 'load_experiment',
+           'warmup_cosine', 'make_recipe', 'others_cpu_load', 'train_experiment', 'vit_train']
 
-# %% ../nbs/05_training.ipynb #e5387d0f
+# %% ../nbs/05_training.ipynb #d4b5d658
 import os, pickle
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/05_training.ipynb #10f8e4af
+# %% ../nbs/05_training.ipynb #53b31623
 CIFAR10_FOLDER = 'cifar-10-batches-py'
 
 class DataNotFoundError(FileNotFoundError):
@@ -30,7 +30,7 @@ def resolve_data_dir(data_dir=None) -> Path:
     "The data folder: `data_dir` if given, else `$VIT_DATA_DIR`, else `./data`."
     return Path(data_dir or os.environ.get('VIT_DATA_DIR') or 'data').expanduser()
 
-# %% ../nbs/05_training.ipynb #499886e6
+# %% ../nbs/05_training.ipynb #c60b02fd
 def download_cifar10(root: Path):
     "Download and extract CIFAR-10 into `root/cifar-10-batches-py/` with torchvision (MD5-checked)."
     from torchvision.datasets import CIFAR10
@@ -56,7 +56,7 @@ def _read_pickle(path: Path, keys: tuple) -> dict:
         raise CorruptDataError(f"{path} is not a CIFAR-10 batch file (keys {sorted(d)}, expected {list(keys)})")
     return d
 
-# %% ../nbs/05_training.ipynb #fe8dce46
+# %% ../nbs/05_training.ipynb #63dc49a3
 def load_cifar10(data_dir=None,        # folder holding `cifar-10-batches-py/` (default `$VIT_DATA_DIR`, else `./data`)
                  train: bool = True,   # the 50,000 training images, else the 10,000 test images
                  download: bool = True # fetch the files with torchvision when they are missing
@@ -85,19 +85,23 @@ def load_cifar10(data_dir=None,        # folder holding `cifar-10-batches-py/` (
         labels.append(torch.as_tensor(d['labels'], dtype=torch.int64))  # (10000,)
     return torch.cat(images), torch.cat(labels), classes
 
-# %% ../nbs/05_training.ipynb #23d67049
+# %% ../nbs/05_training.ipynb #ed445475
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp', '.gif')
 
-def image_to_tensor(path: Path, image_size: int = 32) -> torch.Tensor:
-    "Decode one image file to an RGB `uint8` tensor `(3, image_size, image_size)` (shorter side scaled, centre cropped)."
+def pil_to_tensor(im, image_size: int = 32) -> torch.Tensor:
+    "A PIL image of any size and mode as an RGB `uint8` tensor `(3, image_size, image_size)` (shorter side scaled, centre cropped)."
     from PIL import Image, ImageOps
+    if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):  # 16-bit / float greyscale: rescale to 8 bits first
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.uint8(255 * (a - a.min()) / max(a.max() - a.min(), 1e-12)))
+    im = ImageOps.fit(im.convert('RGB'), (image_size, image_size), Image.BICUBIC)
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()  # (3, S, S)
+
+def image_to_tensor(path: Path, image_size: int = 32) -> torch.Tensor:
+    "Decode one image file with `pil_to_tensor`; an unreadable file raises `CorruptDataError` naming it."
+    from PIL import Image
     try:
-        with Image.open(path) as im:
-            if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):  # 16-bit / float greyscale: rescale to 8 bits first
-                a = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.uint8(255 * (a - a.min()) / max(a.max() - a.min(), 1e-12)))
-            im = ImageOps.fit(im.convert('RGB'), (image_size, image_size), Image.BICUBIC)
-            return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()  # (3, S, S)
+        with Image.open(path) as im: return pil_to_tensor(im, image_size)
     except Exception as e:
         raise CorruptDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
 
@@ -122,7 +126,7 @@ def load_image_folder(root,                      # a folder with one sub-folder 
                                            f"with extensions {', '.join(IMG_EXTENSIONS)})")
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(classes)
 
-# %% ../nbs/05_training.ipynb #53df54db
+# %% ../nbs/05_training.ipynb #8c6d2aae
 def make_image_folder(root: Path, n_per_class: int = 3) -> Path:
     "Write a tiny two-class ('red', 'blue') image folder with odd sizes and modes under `root`, for tests and demos."
     from PIL import Image
@@ -142,7 +146,7 @@ def make_image_folder(root: Path, n_per_class: int = 3) -> Path:
             (d / 'notes.txt').write_text('not an image'); (d / '.hidden.png').write_bytes(b'junk')
     return root
 
-# %% ../nbs/05_training.ipynb #b061cc3e
+# %% ../nbs/05_training.ipynb #3011a316
 import math
 import torch.nn.functional as F
 
@@ -201,7 +205,7 @@ def augment(images: torch.Tensor,           # uint8 (B, C, H, W)
     flip = torch.rand(B, generator=generator) < flip_p
     return crop_resize_flip(images, top, left, h, w, flip, out_size=out_size or H)
 
-# %% ../nbs/05_training.ipynb #e92aa526
+# %% ../nbs/05_training.ipynb #96eb9d71
 def epoch_seed(seed: int, epoch: int) -> int:
     "An independent 63-bit seed for each `(seed, epoch)` pair (numpy's `SeedSequence` mixes them)."
     if seed < 0 or epoch < 0: raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
@@ -254,7 +258,7 @@ class TensorLoader:
         return (f"TensorLoader({self.name}: {len(self.images):,} images of {tuple(self.images.shape[1:])}, {len(self.classes)} classes, "
                 f"batch {self.batch_size}, shuffle={self.shuffle}, augment={self.augment}, seed={self.seed}, device={self.device})")
 
-# %% ../nbs/05_training.ipynb #8f5754ec
+# %% ../nbs/05_training.ipynb #4d9bf612
 def _subset(images, labels, size, seed):
     "A random `size`-image subset (all images if `size` is None), the same for the same seed."
     if size is None or size >= len(images): return images, labels
@@ -287,7 +291,7 @@ def prepare_data(batch_size: int = 256,
     test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name)
     return train, test
 
-# %% ../nbs/05_training.ipynb #4951b1e9
+# %% ../nbs/05_training.ipynb #e5229b03
 import json, os, sys, time, math, shutil, platform, tempfile
 from pathlib import Path
 import torch
@@ -298,7 +302,7 @@ import vit_nbdev
 from .model import ViTConfig, ViTForClassification, default_device
 from fastcore.basics import patch_to
 
-# %% ../nbs/05_training.ipynb #ee4b452e
+# %% ../nbs/05_training.ipynb #777810b6
 class ExperimentExistsError(FileExistsError):
     "The experiment folder already holds a run, and neither resume nor overwrite was asked for."
 
@@ -335,7 +339,7 @@ def read_json(path: Path) -> dict:
     except FileNotFoundError: raise
     except Exception as e: raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
 
-# %% ../nbs/05_training.ipynb #c2109ea5
+# %% ../nbs/05_training.ipynb #c0513a45
 def save_weights(model: nn.Module, path: Path):
     "Save the model's weights as safetensors, atomically (on CPU, contiguous)."
     sd = {k: v.detach().to('cpu').contiguous() for k, v in model.state_dict().items()}
@@ -376,7 +380,7 @@ def load_checkpoint(path: Path, map_location='cpu') -> dict:
         raise CheckpointError(f"{path} is not a vit_nbdev resume checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return state
 
-# %% ../nbs/05_training.ipynb #f75a04fe
+# %% ../nbs/05_training.ipynb #43785535
 def plot_metrics(metrics: dict, path: Path = None):
     "Draw train/test loss and test accuracy per epoch; save to `path` (atomically) if given; return the figure."
     from matplotlib.figure import Figure
@@ -394,7 +398,7 @@ def plot_metrics(metrics: dict, path: Path = None):
     if path is not None: atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
     return fig
 
-# %% ../nbs/05_training.ipynb #f2260a72
+# %% ../nbs/05_training.ipynb #c586e4e0
 def _progress(iterable, total: int, enabled: bool = True):
     "A fastprogress bar over `iterable` in a notebook or terminal, else the iterable itself (no bar in log files)."
     from fastprogress import fastprogress as fp
@@ -408,7 +412,7 @@ def experiment_dir(exp_name: str, out_dir=None) -> Path:
         raise ValueError(f"exp_name must be a plain folder name, got {exp_name!r}")
     return Path(out_dir if out_dir is not None else 'experiments') / exp_name
 
-# %% ../nbs/05_training.ipynb #7ea51b85
+# %% ../nbs/05_training.ipynb #cb2bc544
 class Trainer:
     "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch, and keep its experiment folder up to date."
     def __init__(self, model: nn.Module, optimizer: optim.Optimizer, loss_func, exp_name: str,
@@ -435,7 +439,7 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-# %% ../nbs/05_training.ipynb #182ae92f
+# %% ../nbs/05_training.ipynb #38b5ecda
 @patch_to(Trainer)
 def train_epoch(self, loader, epoch: int = None) -> float:
     "Train for one pass over `loader`; return the mean training loss. Raises `TrainingDivergedError` on a NaN/inf loss."
@@ -475,7 +479,7 @@ def evaluate(self, loader) -> tuple:
             correct += (logits.argmax(1) == y).sum(); n += len(y)
     return (total / n).item(), correct.item() / n
 
-# %% ../nbs/05_training.ipynb #89259c48
+# %% ../nbs/05_training.ipynb #61e130a0
 def _rng_state() -> dict:
     return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
@@ -521,7 +525,7 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
             'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__, 'python': platform.python_version()},
             **self.extra_config}
 
-# %% ../nbs/05_training.ipynb #267e00d7
+# %% ../nbs/05_training.ipynb #a7ca6970
 @patch_to(Trainer)
 def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
     "Prepare the experiment folder; return the number of epochs already done."
@@ -587,7 +591,7 @@ def train(self, trainloader, testloader, epochs: int,
     if done >= epochs: plot_metrics(self.metrics, self.exp_dir / 'metrics.png')   # nothing ran: make sure it exists
     return self.metrics
 
-# %% ../nbs/05_training.ipynb #e759154a
+# %% ../nbs/05_training.ipynb #a4d0f678
 def load_experiment(exp_name: str,
                     out_dir=None,          # folder holding the experiments (default `experiments/`)
                     device=None,           # where to put the model (default: `default_device()`)
@@ -607,7 +611,7 @@ def load_experiment(exp_name: str,
         load_weights(model, d / (weights or 'model_final.safetensors'))
     return config, model.to(device).eval(), metrics
 
-# %% ../nbs/05_training.ipynb #452c4215
+# %% ../nbs/05_training.ipynb #17c954e8
 RECIPES = ('seed', 'modern')
 
 def _no_decay(name: str, p: torch.Tensor) -> bool:
@@ -637,7 +641,7 @@ def make_recipe(model: nn.Module, recipe: str = 'seed', lr: float = 1e-2, weight
     scheduler = optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, round(warmup * total))))
     return optimizer, nn.CrossEntropyLoss(label_smoothing=label_smoothing), scheduler
 
-# %% ../nbs/05_training.ipynb #a6712244
+# %% ../nbs/05_training.ipynb #2f4396b5
 def others_cpu_load(seconds: float = 0.5) -> float:
     "How many cores other processes keep busy, measured from `/proc/stat` over `seconds` while we sleep (Linux; else 0)."
     def snap():
@@ -655,7 +659,7 @@ def _warn_if_cpu_busy():
         print(f"note: other processes keep {busy:.1f} of {os.cpu_count()} CPU cores busy; {torch.get_num_threads()} threads "
               f"may then be much slower than 1: consider --threads 1", flush=True)
 
-# %% ../nbs/05_training.ipynb #b5ca5a37
+# %% ../nbs/05_training.ipynb #e2509990
 def train_experiment(exp_name: str,
                      epochs: int = 100, batch_size: int = 256, lr: float = 1e-2, weight_decay: float = 1e-2,
                      recipe: str = 'seed',               # 'seed' or 'modern'
@@ -695,7 +699,7 @@ def train_experiment(exp_name: str,
                   resume=resume, overwrite=overwrite)
     return trainer
 
-# %% ../nbs/05_training.ipynb #d2928f04
+# %% ../nbs/05_training.ipynb #881623a8
 def _parser():
     import argparse
     p = argparse.ArgumentParser(prog='vit_train', description="Train a Vision Transformer on CIFAR-10 or an image folder; "
