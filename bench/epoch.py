@@ -13,7 +13,6 @@
 Data loading from disk happens before the clock starts for both. Prints seconds and the ratio; asserts nothing.
 """
 import argparse, os, platform, tempfile, time
-import numpy as np
 import torch
 from torch import nn, optim
 from torch.utils.data import Dataset, DataLoader
@@ -76,7 +75,6 @@ def main():
     p.add_argument('--skip-data', action='store_true', help='do not time the data pipelines on their own')
     a = p.parse_args()
     device = torch.device(a.device)
-    default_threads = torch.get_num_threads()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
           f"torch {torch.__version__}; device {device}")
 

@@ -88,8 +88,8 @@ def main():
     dev = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads'
     print(f'load average before: {load0:.2f}, after: {os.getloadavg()[0]:.2f}')
     print(f'device: {dev}; torch {torch.__version__}; batch {a.batch_size}; best (median) of {a.rounds} rounds')
-    print(f"| model | params | train step img/s | eval img/s |")
-    print(f"|---|---:|---:|---:|")
+    print("| model | params | train step img/s | eval img/s |")
+    print("|---|---:|---:|---:|")
     for k, m in models.items():
         n = sum(p.numel() for p in m.parameters())
         print(f"| {k} | {n:,} | {max(train[k]):,.0f} ({statistics.median(train[k]):,.0f}) "

@@ -8,7 +8,7 @@ __all__ = ['plot_metrics', 'visualize_images', 'load_images', 'predict', 'attent
            'Evaluation', 'evaluate', 'load_test_set', 'evaluate_experiment', 'vit_predict', 'vit_evaluate']
 
 # %% ../nbs/06_attention_inspection.ipynb #379286e0
-import io, sys, math, argparse
+import sys, math, argparse
 from pathlib import Path
 import numpy as np
 import torch

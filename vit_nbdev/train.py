@@ -292,11 +292,8 @@ def prepare_data(batch_size: int = 256,
     return train, test
 
 # %% ../nbs/05_training.ipynb #e5229b03
-import json, os, sys, time, math, shutil, platform, tempfile
-from pathlib import Path
-import torch
+import json, sys, time, shutil, platform, tempfile
 from torch import nn, optim
-import numpy as np
 from safetensors.torch import save_file, load_file
 import vit_nbdev
 from .model import ViTConfig, ViTForClassification, default_device
