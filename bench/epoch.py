@@ -2,7 +2,8 @@
 
     VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--skip-data]
 
-- reference: the seed's per-head model (`use_faster_attention=False`), fed by a torchvision `DataLoader` with 2 workers
+- reference: the seed's per-head model (`use_faster_attention=False`) computing every token of every block as the
+  seed does (`AllTokens` from `throughput.py`), fed by a torchvision `DataLoader` with 2 workers
   that decodes every image through PIL with the seed's transforms (ToTensor, Resize, RandomHorizontalFlip,
   RandomResizedCrop, Normalize); `loss.item()` every step; evaluation under `torch.no_grad()`. torchvision's `CIFAR10`
   class refuses files whose MD5 differs from the official archive, so a small `Dataset` reads the pickles instead
@@ -20,6 +21,7 @@ import torchvision.transforms as transforms
 from PIL import Image
 from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.train import load_cifar10, prepare_data, Trainer
+from throughput import AllTokens   # bench/ is on the path when this script runs
 
 
 class PickleCIFAR10(Dataset):
@@ -85,7 +87,7 @@ def main():
         for _ in rtrain: pass
         print(f"reference data only (2 workers, PIL): {time.perf_counter() - t:.1f} s per epoch of training data")
     torch.manual_seed(0)
-    model = ViTForClassification(ViTConfig(use_faster_attention=False)).to(device)
+    model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False))).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
     t = time.perf_counter()
     r = reference_epoch(model, opt, nn.CrossEntropyLoss(), rtrain, rtest, device)

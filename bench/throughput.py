@@ -2,9 +2,13 @@
 
     python bench/throughput.py [--device cpu|cuda] [--batch-size 256] [--rounds 5] [--steps 10] [--threads N]
 
-- `per-head`: vit_nbdev with the seed's per-head attention (`use_faster_attention=False`), the reference's structure;
+- `per-head`: vit_nbdev with the seed's per-head attention (`use_faster_attention=False`), run as the seed runs it
+  (every token of every block), the reference's structure and work;
 - `timm`: `timm.models.vision_transformer.VisionTransformer` of the same shape (a bench-only extra: `pip install timm`);
-- `vit_nbdev`: vit_nbdev's fast path (fused qkv + `scaled_dot_product_attention`).
+- `vit_nbdev, all tokens`: the fused model (fused qkv + `scaled_dot_product_attention`), also computing every token of
+  every block: the same work as timm, a like-for-like comparison of the two implementations;
+- `vit_nbdev fast path`: the fused model as `model(x)` runs it, the last block computing only the [CLS] token the head
+  reads (same logits; chapter 4, "Only what the head reads").
 
 The machine is shared, so the models are measured in interleaved rounds and the best round of each is reported
 (the least disturbed one); the median is printed next to it. It prints numbers; it asserts nothing.
@@ -15,17 +19,27 @@ from torch import nn, optim
 from vit_nbdev.model import ViTConfig, ViTForClassification
 
 
+class AllTokens(nn.Module):
+    "A vit_nbdev model run as the seed runs it: every token of every block (`forward_features`), then the head."
+    def __init__(self, model: ViTForClassification):
+        super().__init__()
+        self.model = model
+    def forward(self, x):
+        return self.model.forward_head(self.model.forward_features(x)[0]), None
+
+
 def build_models(device):
-    "The three models to compare, by name, each freshly initialised on `device`."
+    "The models to compare, by name, each freshly initialised on `device`."
     torch.manual_seed(0)
-    models = {'per-head (seed structure)': ViTForClassification(ViTConfig(use_faster_attention=False))}
+    models = {'per-head (seed structure)': AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False)))}
     try:
         from timm.models.vision_transformer import VisionTransformer
         models['timm VisionTransformer'] = VisionTransformer(img_size=32, patch_size=4, embed_dim=48, depth=4,
                                                              num_heads=4, mlp_ratio=4, num_classes=10)
     except ImportError:
         print('timm is not installed (pip install timm): skipping it')
-    models['vit_nbdev fast path'] = ViTForClassification(ViTConfig(use_faster_attention=True))
+    models['vit_nbdev, all tokens (as timm)'] = AllTokens(ViTForClassification(ViTConfig()))
+    models['vit_nbdev fast path'] = ViTForClassification(ViTConfig())
     return {k: m.to(device) for k, m in models.items()}
 
 

@@ -22,11 +22,13 @@ class AttentionHead(nn.Module):
         self.value = nn.Linear(hidden_size, attention_head_size, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor):
-        q, k, v = self.query(x), self.key(x), self.value(x)                       # (B, T, d) each
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)    # (B, T, T)
-        probs = self.dropout(scores.softmax(dim=-1))                              # (B, T, T), rows sum to 1
-        return probs @ v, probs                                                   # (B, T, d), (B, T, T)
+    def forward(self, x: torch.Tensor, num_queries: int = None):
+        "Output and map of the first `num_queries` tokens (default: all T), each attending to all T tokens."
+        q = self.query(x[:, :num_queries])                                        # (B, Tq, d), Tq = num_queries or T
+        k, v = self.key(x), self.value(x)                                         # (B, T, d) each
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)    # (B, Tq, T)
+        probs = self.dropout(scores.softmax(dim=-1))                              # (B, Tq, T), rows sum to 1
+        return probs @ v, probs                                                   # (B, Tq, d), (B, Tq, T)
 
 # %% ../nbs/02_attention.ipynb #9b5b74aa
 def _head_size(hidden_size: int, num_attention_heads: int) -> int:
@@ -47,11 +49,11 @@ class MultiHeadAttention(nn.Module):
         self.output_projection = nn.Linear(hidden_size, hidden_size)
         self.output_dropout = nn.Dropout(hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, output_attentions: bool = False):
-        outs = [head(x) for head in self.heads]                              # H x ((B, T, d), (B, T, T))
-        out = torch.cat([o for o, _ in outs], dim=-1)                        # (B, T, C)
-        out = self.output_dropout(self.output_projection(out))              # (B, T, C)
-        probs = torch.stack([p for _, p in outs], dim=1) if output_attentions else None  # (B, H, T, T)
+    def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
+        outs = [head(x, num_queries) for head in self.heads]                 # H x ((B, Tq, d), (B, Tq, T))
+        out = torch.cat([o for o, _ in outs], dim=-1)                        # (B, Tq, C)
+        out = self.output_dropout(self.output_projection(out))              # (B, Tq, C)
+        probs = torch.stack([p for _, p in outs], dim=1) if output_attentions else None  # (B, H, Tq, T)
         return out, probs
 
 # %% ../nbs/02_attention.ipynb #3b5644fb
@@ -68,18 +70,19 @@ class FasterMultiHeadAttention(nn.Module):
         self.output_projection = nn.Linear(hidden_size, hidden_size)
         self.output_dropout = nn.Dropout(hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+    def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
         B, T, C = x.shape
         H, d = self.num_attention_heads, self.attention_head_size
         qkv = self.qkv(x).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d)
         q, k, v = qkv.unbind(0)                                         # (B, H, T, d) each
+        q = q[:, :, :num_queries]                                       # (B, H, Tq, d), Tq = num_queries or T
         if output_attentions:   # explicit path: materialise the map so it can be returned
-            probs = (q @ k.transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (B, H, T, T)
-            out = self.attn_dropout(probs) @ v                                 # (B, H, T, d)
+            probs = (q @ k.transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (B, H, Tq, T)
+            out = self.attn_dropout(probs) @ v                                 # (B, H, Tq, d)
         else:                   # fused kernel, no map
             p = self.attention_probs_dropout_prob if self.training else 0.0
-            out, probs = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None  # (B, H, T, d)
-        out = out.transpose(1, 2).reshape(B, T, C)                      # (B, T, C): heads side by side
+            out, probs = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None  # (B, H, Tq, d)
+        out = out.transpose(1, 2).reshape(B, -1, C)                     # (B, Tq, C): heads side by side
         return self.output_dropout(self.output_projection(out)), probs
 
     @classmethod

@@ -38,10 +38,11 @@ class Block(nn.Module):
         self.layernorm_2 = nn.LayerNorm(hidden_size)
         self.mlp = MLP(hidden_size, intermediate_size, hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, output_attentions: bool = False):
-        attn, probs = self.attention(self.layernorm_1(x), output_attentions)  # (B, T, C), (B, H, T, T) or None
-        x = x + attn                                                          # (B, T, C)
-        x = x + self.mlp(self.layernorm_2(x))                                 # (B, T, C)
+    def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
+        "The block's output for the first `num_queries` tokens (default: all T) and, if asked, the attention map."
+        attn, probs = self.attention(self.layernorm_1(x), output_attentions, num_queries)  # (B, Tq, C), (B, H, Tq, T) or None
+        x = x[:, :num_queries] + attn                                         # (B, Tq, C), Tq = num_queries or T
+        x = x + self.mlp(self.layernorm_2(x))                                 # (B, Tq, C)
         return x, probs
 
 # %% ../nbs/03_encoder.ipynb #bd37ddb0
@@ -51,9 +52,11 @@ class Encoder(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList([Block(**block_kwargs) for _ in range(num_hidden_layers)])
 
-    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+    def forward(self, x: torch.Tensor, output_attentions: bool = False, cls_only: bool = False):
+        "All tokens `(B, T, C)`, or only [CLS] `(B, 1, C)` with `cls_only`, and, if asked, each layer's maps."
         all_probs = []
-        for block in self.blocks:
-            x, probs = block(x, output_attentions)   # (B, T, C), (B, H, T, T) or None
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            x, probs = block(x, output_attentions, 1 if cls_only and last else None)  # (B, T, C), (B, H, T, T) or None
             all_probs.append(probs)
         return x, (all_probs if output_attentions else None)

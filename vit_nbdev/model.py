@@ -99,10 +99,10 @@ class ViTForClassification(nn.Module):
             nn.init.trunc_normal_(module.position_embeddings, std=std, a=-2 * std, b=2 * std)
             nn.init.trunc_normal_(module.cls_token, std=std, a=-2 * std, b=2 * std)
 
-    def forward_features(self, x: torch.Tensor, output_attentions: bool = False):
-        "Images `(B, C, H, W)` → all tokens `(B, T, hidden)` and, if asked, each layer's attention maps."
+    def forward_features(self, x: torch.Tensor, output_attentions: bool = False, cls_only: bool = False):
+        "Images `(B, C, H, W)` → all tokens `(B, T, hidden)` (only [CLS], `(B, 1, hidden)`, with `cls_only`) and, if asked, each layer's attention maps."
         x = self.embedding(x)                              # (B, T, C); checks the input shape
-        return self.encoder(x, output_attentions)          # (B, T, C), [L x (B, H, T, T)] or None
+        return self.encoder(x, output_attentions, cls_only)  # (B, T or 1, C), [L x (B, H, T or 1, T)] or None
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         "Tokens `(B, T, hidden)` → class logits `(B, num_classes)` from the [CLS] token."
@@ -110,7 +110,8 @@ class ViTForClassification(nn.Module):
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False):
         "Images → `(logits, attentions)`; `attentions` is `None` unless `output_attentions`."
-        x, attentions = self.forward_features(x, output_attentions)
+        # the head reads [CLS] alone, so unless the maps are wanted the last block computes [CLS] alone
+        x, attentions = self.forward_features(x, output_attentions, cls_only=not output_attentions)
         return self.forward_head(x), attentions
 
 # %% ../nbs/04_vit.ipynb #964b6792
