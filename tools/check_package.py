@@ -26,6 +26,14 @@ for fast in (True, False):
     assert len(maps) == 4 and all(tuple(m.shape) == (5, 4, 65, 65) for m in maps)
     assert all(torch.allclose(m.sum(-1), torch.ones(5, 4, 65), atol=1e-5) for m in maps)
     assert torch.allclose(logits, logits2, atol=1e-5)
+    # the last block computes [CLS] alone in `model(x)`: the same logits and gradients as computing every token
+    y = torch.arange(5)
+    grads = []
+    for run in (lambda: model(x)[0], lambda: model.forward_head(model.forward_features(x)[0])):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(run(), y).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads)), 'cls-only gradients differ'
 
 assert count_parameters(ViTForClassification(ViTConfig().to_dict())) == 119_098  # a plain dict works too
 expect_error(lambda: ViTConfig(hidden_size=50), 'hidden_size', 'num_attention_heads')
