@@ -37,6 +37,11 @@ def _head_size(hidden_size: int, num_attention_heads: int) -> int:
         raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})")
     return hidden_size // num_attention_heads
 
+def _check_num_queries(num_queries, seq_len: int):
+    "Refuse a `num_queries` that is not `None` or a count between 1 and the number of tokens."
+    if num_queries is not None and not (isinstance(num_queries, int) and 1 <= num_queries <= seq_len):
+        raise ValueError(f"num_queries must be None or between 1 and the number of tokens ({seq_len}), got {num_queries!r}")
+
 class MultiHeadAttention(nn.Module):
     "Multi-head self-attention as a list of `AttentionHead`s (the seed's readable version)."
     def __init__(self, hidden_size: int = 48, num_attention_heads: int = 4, attention_probs_dropout_prob: float = 0.0,
@@ -50,6 +55,7 @@ class MultiHeadAttention(nn.Module):
         self.output_dropout = nn.Dropout(hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
+        _check_num_queries(num_queries, x.shape[1])
         outs = [head(x, num_queries) for head in self.heads]                 # H x ((B, Tq, d), (B, Tq, T))
         out = torch.cat([o for o, _ in outs], dim=-1)                        # (B, Tq, C)
         out = self.output_dropout(self.output_projection(out))              # (B, Tq, C)
@@ -73,6 +79,7 @@ class FasterMultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
         B, T, C = x.shape
         H, d = self.num_attention_heads, self.attention_head_size
+        _check_num_queries(num_queries, T)
         qkv = self.qkv(x).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d)
         q, k, v = qkv.unbind(0)                                         # (B, H, T, d) each
         q = q[:, :, :num_queries]                                       # (B, H, Tq, d), Tq = num_queries or T
