@@ -57,6 +57,6 @@ class Encoder(nn.Module):
         all_probs = []
         for i, block in enumerate(self.blocks):
             last = i == len(self.blocks) - 1
-            x, probs = block(x, output_attentions, 1 if cls_only and last else None)  # (B, T, C), (B, H, T, T) or None
+            x, probs = block(x, output_attentions, 1 if cls_only and last else None)  # (B, T or 1, C), (B, H, T or 1, T) or None
             all_probs.append(probs)
         return x, (all_probs if output_attentions else None)
