@@ -26,8 +26,10 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
-dev_requirements = (cfg.get('dev_requirements') or '').split()
-bench_requirements = (cfg.get('bench_requirements') or '').split()
+# every NAME_requirements setting is an extra; `dev` holds them all
+extras = {k[:-len('_requirements')]: cfg[k].split() for k in cfg
+          if k.endswith('_requirements') and k not in ('requirements', 'pip_requirements')}
+extras['dev'] = list(dict.fromkeys(r for reqs in extras.values() for r in reqs))
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -48,7 +50,7 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'bench': bench_requirements },
+    extras_require = extras,
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -1,7 +1,8 @@
 """Write README.md from nbs/index.ipynb (what `nbdev_readme` does, without quarto).
 
-Usage: python tools/make_readme.py [--check]
+Usage: python tools/make_readme.py [--check | --quickstart N]
 --check exits 1, without writing, if README.md differs from what index.ipynb gives.
+--quickstart N prints the README's N-th quickstart command (1: install and train, 2: install and test), for CI.
 """
 import re, sys
 from pathlib import Path
@@ -30,8 +31,16 @@ def render() -> str:
     note = '<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n'
     return note + _relink(body).strip() + '\n'
 
+def quickstart(readme: str) -> list:
+    "The commands of the README's quickstart: its `sh` code blocks, in order."
+    section = readme.split('## Quickstart', 1)[1].split('\n## ', 1)[0]
+    return [b.strip() for b in re.findall(r'```sh\n(.*?)```', section, flags=re.S)]
+
 if __name__ == '__main__':
     text, readme = render(), ROOT / 'README.md'
+    if '--quickstart' in sys.argv:
+        print(quickstart(readme.read_text(encoding='utf-8'))[int(sys.argv[sys.argv.index('--quickstart') + 1]) - 1])
+        sys.exit()
     if '--check' in sys.argv:
         if not readme.exists() or readme.read_text(encoding='utf-8') != text:
             sys.exit('README.md is out of date with nbs/index.ipynb: run `python tools/make_readme.py`')

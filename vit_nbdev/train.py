@@ -8,14 +8,20 @@ __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'CHECKPOINT_FORMAT', 'RECIPES', '
            'load_image_folder', 'make_image_folder', 'random_resized_crop_boxes', 'crop_resize_flip', 'normalize',
            'augment', 'epoch_seed', 'TensorLoader', 'prepare_data', 'ExperimentExistsError', 'CheckpointError',
            'TrainingDivergedError', 'atomic_write', 'save_json', 'read_json', 'save_weights', 'load_weights',
-           'save_checkpoint', 'load_checkpoint', 'plot_metrics', 'experiment_dir', 'Trainer', 'load_experiment',
-           'warmup_cosine', 'make_recipe', 'others_cpu_load', 'train_experiment', 'vit_train']
+           'save_checkpoint', 'load_checkpoint', 'plot_metrics', 'experiment_dir', 'autocast_dtype', 'Trainer',
+           'load_experiment', 'warmup_cosine', 'make_recipe', 'others_cpu_load', 'train_experiment', 'vit_train']
 
 # %% ../nbs/05_training.ipynb #d4b5d658
-import os, pickle
+import os, sys, json, math, time, pickle, shutil, platform, tempfile
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn, optim
+from safetensors.torch import save_file, load_file
+from fastcore.basics import patch_to
+import vit_nbdev
+from .model import ViTConfig, ViTForClassification, default_device
 
 # %% ../nbs/05_training.ipynb #53b31623
 CIFAR10_FOLDER = 'cifar-10-batches-py'
@@ -147,9 +153,6 @@ def make_image_folder(root: Path, n_per_class: int = 3) -> Path:
     return root
 
 # %% ../nbs/05_training.ipynb #3011a316
-import math
-import torch.nn.functional as F
-
 def random_resized_crop_boxes(n: int,                        # number of boxes
                               size: int,                     # side of the square images
                               scale: tuple = (0.8, 1.0),     # range of the crop's area, as a fraction of the image
@@ -291,14 +294,6 @@ def prepare_data(batch_size: int = 256,
     test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name)
     return train, test
 
-# %% ../nbs/05_training.ipynb #e5229b03
-import json, sys, time, shutil, platform, tempfile
-from torch import nn, optim
-from safetensors.torch import save_file, load_file
-import vit_nbdev
-from .model import ViTConfig, ViTForClassification, default_device
-from fastcore.basics import patch_to
-
 # %% ../nbs/05_training.ipynb #777810b6
 class ExperimentExistsError(FileExistsError):
     "The experiment folder already holds a run, and neither resume nor overwrite was asked for."
@@ -381,6 +376,7 @@ def load_checkpoint(path: Path, map_location='cpu') -> dict:
 def plot_metrics(metrics: dict, path: Path = None):
     "Draw train/test loss and test accuracy per epoch; save to `path` (atomically) if given; return the figure."
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     fig = Figure(figsize=(10, 3.6)); FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
@@ -391,6 +387,7 @@ def plot_metrics(metrics: dict, path: Path = None):
     ax2.plot(epochs, [100 * a for a in metrics['accuracies']], 'o-', color='tab:green')
     ax2.set_xlabel('epoch'); ax2.set_ylabel('test accuracy (%)'); ax2.grid(alpha=0.3)
     if metrics['accuracies']: ax2.set_title(f"last {100 * metrics['accuracies'][-1]:.2f}%, best {100 * max(metrics['accuracies']):.2f}%")
+    for ax in (ax1, ax2): ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     fig.tight_layout()
     if path is not None: atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
     return fig
@@ -410,6 +407,20 @@ def experiment_dir(exp_name: str, out_dir=None) -> Path:
     return Path(out_dir if out_dir is not None else 'experiments') / exp_name
 
 # %% ../nbs/05_training.ipynb #cb2bc544
+def autocast_dtype(device) -> torch.dtype:
+    "Mixed precision for `device`: bfloat16 on GPUs that support it, float16 on older GPUs, None (float32) on CPU."
+    device = torch.device(device)
+    if device.type != 'cuda': return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+def _amp_dtype(amp, device) -> torch.dtype:
+    "The autocast dtype the `amp` argument asks for: None for 'by capability', False for none, or a dtype (name)."
+    if amp is None: return autocast_dtype(device)
+    if amp is False: return None
+    dtypes = {'bfloat16': torch.bfloat16, 'float16': torch.float16, torch.bfloat16: torch.bfloat16, torch.float16: torch.float16}
+    if amp not in dtypes: raise ValueError(f"amp must be None, False, 'bfloat16' or 'float16', got {amp!r}")
+    return dtypes[amp]
+
 class Trainer:
     "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch, and keep its experiment folder up to date."
     def __init__(self, model: nn.Module, optimizer: optim.Optimizer, loss_func, exp_name: str,
@@ -417,7 +428,7 @@ class Trainer:
                  scheduler=None,            # an `lr_scheduler`, stepped after every batch
                  out_dir=None,              # the experiment is `out_dir/exp_name` (default `experiments/`)
                  extra_config: dict = None, # more entries for config.json (e.g. the recipe)
-                 amp: bool = None,          # bfloat16 autocast; default: on for CUDA only
+                 amp=None,                  # None: by capability (`autocast_dtype`); False: off; or 'bfloat16'/'float16'
                  compile: bool = False,     # `torch.compile` the model (for CUDA)
                  progress: bool = True,     # show a progress bar (in notebooks and terminals)
                  verbose: bool = True):     # print one summary line per epoch
@@ -426,7 +437,8 @@ class Trainer:
         self.optimizer, self.loss_func, self.scheduler = optimizer, loss_func, scheduler
         self.exp_name, self.exp_dir = exp_name, experiment_dir(exp_name, out_dir)
         self.extra_config, self.progress, self.verbose = dict(extra_config or {}), progress, verbose
-        self.amp = (self.device.type == 'cuda') if amp is None else amp
+        self.amp = _amp_dtype(amp, self.device)                        # None (full precision), bfloat16 or float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.forward = torch.compile(self.model) if compile else self.model
         self.metrics = {'train_losses': [], 'test_losses': [], 'accuracies': []}
 
@@ -434,7 +446,7 @@ class Trainer:
         if self.verbose: print(msg, flush=True)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None)
 
 # %% ../nbs/05_training.ipynb #38b5ecda
 @patch_to(Trainer)
@@ -451,8 +463,9 @@ def train_epoch(self, loader, epoch: int = None) -> float:
             logits = self.forward(x)[0]                                   # (B, num_classes)
             loss = self.loss_func(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()                                # float16: scaled so small gradients survive
+        self.scaler.step(self.optimizer)                                  # unscales; skips the step on inf/NaN
+        self.scaler.update()
         if self.scheduler is not None: self.scheduler.step()
         total += loss.detach() * len(y); n += len(y)
         if step % check_every == 0 or step == len(loader):
@@ -490,7 +503,7 @@ def state_dict(self, epoch: int) -> dict:
     "Everything needed to continue after `epoch`: model, optimizer, scheduler, RNG states, metrics."
     return {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
             'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
-            'rng': _rng_state(), 'metrics': self.metrics}
+            'scaler': self.scaler.state_dict(), 'rng': _rng_state(), 'metrics': self.metrics}
 
 @patch_to(Trainer)
 def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
@@ -499,6 +512,7 @@ def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
     try:
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler is not None and state['scheduler'] is not None: self.scheduler.load_state_dict(state['scheduler'])
+        if self.scaler.is_enabled() and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])  # float16 only
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: the optimizer/scheduler state does not fit this run ({e})") from None
     _set_rng_state(state['rng'])
@@ -516,7 +530,7 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
                          'optimizer': type(self.optimizer).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()},
                          'loss': type(self.loss_func).__name__, 'label_smoothing': getattr(self.loss_func, 'label_smoothing', None),
                          'scheduler': type(self.scheduler).__name__ if self.scheduler is not None else None,
-                         'amp': self.amp, 'device': str(self.device), 'threads': torch.get_num_threads()},
+                         'amp': str(self.amp).removeprefix('torch.') if self.amp else None, 'device': str(self.device), 'threads': torch.get_num_threads()},
             'data': {'dataset': getattr(trainloader, 'name', None), 'num_train': len(trainloader.dataset) if trainloader is not None else None},
             'classes': list(getattr(trainloader, 'classes', [])), 'seed': getattr(trainloader, 'seed', None),
             'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__, 'python': platform.python_version()},
