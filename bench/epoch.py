@@ -20,7 +20,8 @@ from torch.utils.data import Dataset, DataLoader
 import torchvision.transforms as transforms
 from PIL import Image
 from vit_nbdev.model import ViTConfig, ViTForClassification
-from vit_nbdev.train import load_cifar10, prepare_data, Trainer
+from vit_nbdev.data import load_cifar10, prepare_data
+from vit_nbdev.train import Trainer
 from throughput import AllTokens   # bench/ is on the path when this script runs
 
 

@@ -8,12 +8,12 @@ What Colab gives a chapter opened from its badge, reproduced here:
 - the notebook alone in an empty working directory;
 - `google.colab` imported when the kernel starts: a stand-in module, imported from an IPython startup file, so that
   the chapter's Colab cell runs. Its `pip install` is pointed at this checkout (`VIT_NBDEV_SOURCE`) and the
-  committed experiment chapter 6 downloads at the checkout's files (`VIT_NBDEV_FILES`), since CI has no network;
+  committed experiment chapter 7 downloads at the checkout's files (`VIT_NBDEV_FILES`), since CI has no network;
   CIFAR-10 comes from `$VIT_DATA_DIR` when it is set (Colab downloads it).
 Every cell runs, `#| slow` and `#| eval: false` ones too (Colab's "Run all"), with `IN_TEST=1`, which the chapters
 read to train on small samples. Each chapter starts without the package: it is uninstalled before each one.
 """
-import os, shutil, subprocess, sys, tempfile, time
+import os, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,8 @@ def main(argv: list) -> int:
             try: print(f'colab: {nb.name} ran top to bottom in {run_chapter(python, nb, work, env):.0f} s', flush=True)
             except subprocess.CalledProcessError as e:
                 failed.append(nb.name)
-                print(f'colab: {nb.name} FAILED\n' + '\n'.join((e.stderr or '').strip().splitlines()[-25:]), flush=True)
+                tail = re.sub(r'\x1b\[[0-9;]*m', '', e.stderr or '').strip().splitlines()[-25:]   # without colours
+                print(f'colab: {nb.name} FAILED\n' + '\n'.join(tail), flush=True)
     print(f'colab: {len(chapters) - len(failed)} passed, {len(failed)} failed ({time.perf_counter() - t0:.0f} s)')
     return 1 if failed else 0
 
