@@ -168,7 +168,7 @@ class Trainer:
         self.amp = _amp_dtype(amp, self.device)                        # None (full precision), bfloat16 or float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.forward = torch.compile(self.model) if compile else self.model
-        self.metrics = {'train_losses': [], 'test_losses': [], 'accuracies': []}
+        self.metrics = {'train_losses': [], 'test_losses': [], 'accuracies': [], 'seconds': []}   # one entry per epoch
 
     def _log(self, msg: str):
         if self.verbose: print(msg, flush=True)
@@ -244,7 +244,7 @@ def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: the optimizer/scheduler state does not fit this run ({e})") from None
     _set_rng_state(state['rng'])
-    self.metrics = {k: list(state['metrics'][k]) for k in ('train_losses', 'test_losses', 'accuracies')}
+    self.metrics = {k: list(state['metrics'].get(k, [])) for k in self.metrics}
     return state['epoch']
 
 @patch_to(Trainer)
@@ -321,9 +321,9 @@ def train(self, trainloader, testloader, epochs: int,
         t0 = time.perf_counter()
         train_loss = self.train_epoch(trainloader, epoch)
         test_loss, accuracy = self.evaluate(testloader)
-        for k, v in zip(self.metrics, (train_loss, test_loss, accuracy)): self.metrics[k].append(v)
+        dt = time.perf_counter() - t0                                        # wall-clock seconds of the epoch
+        for k, v in zip(self.metrics, (train_loss, test_loss, accuracy, dt)): self.metrics[k].append(v)
         self._commit(epoch, save_model_every_n_epochs)
-        dt = time.perf_counter() - t0
         self._log(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  test loss {test_loss:.4f}  "
                   f"accuracy {100 * accuracy:6.2f}%  ({dt:.1f} s)")
     save_weights(self.model, self.exp_dir / 'model_final.safetensors')
