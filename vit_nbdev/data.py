@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DataNotFoundError', 'CorruptDataError', 'resolve_data_dir', 'download_cifar10',
-           'load_cifar10', 'pil_to_tensor', 'image_to_tensor', 'load_image_folder', 'make_image_folder',
-           'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment', 'epoch_seed', 'TensorLoader',
+           'load_cifar10', 'pil_to_tensor', 'read_image', 'load_image_folder', 'make_image_folder',
+           'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_batch', 'epoch_seed', 'TensorLoader',
            'prepare_data']
 
 # %% ../nbs/00_data.ipynb #a5977a4c
@@ -21,9 +21,11 @@ CIFAR10_FOLDER = 'cifar-10-batches-py'
 class DataNotFoundError(FileNotFoundError):
     "The dataset is not on disk and could not be downloaded."
 
+# %% ../nbs/00_data.ipynb #a1b3bb91
 class CorruptDataError(ValueError):
     "A dataset file exists but cannot be read (truncated, corrupt or of another format)."
 
+# %% ../nbs/00_data.ipynb #6c16011e
 def resolve_data_dir(data_dir=None) -> Path:
     "The data folder: `data_dir` if given, else `$VIT_DATA_DIR`, else `./data`."
     return Path(data_dir or os.environ.get('VIT_DATA_DIR') or 'data').expanduser()
@@ -95,7 +97,8 @@ def pil_to_tensor(im, image_size: int = 32) -> torch.Tensor:
     im = ImageOps.fit(im.convert('RGB'), (image_size, image_size), Image.BICUBIC)
     return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()  # (3, S, S)
 
-def image_to_tensor(path: Path, image_size: int = 32) -> torch.Tensor:
+# %% ../nbs/00_data.ipynb #cdad404a
+def read_image(path: Path, image_size: int = 32) -> torch.Tensor:
     "Decode one image file with `pil_to_tensor`; an unreadable file raises `CorruptDataError` naming it."
     from PIL import Image
     try:
@@ -103,6 +106,7 @@ def image_to_tensor(path: Path, image_size: int = 32) -> torch.Tensor:
     except Exception as e:
         raise CorruptDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
 
+# %% ../nbs/00_data.ipynb #9291004e
 def load_image_folder(root,                      # a folder with one sub-folder per class
                       image_size: int = 32,      # side of the square images produced
                       classes: list = None,      # class names in label order (default: the sorted sub-folders)
@@ -119,7 +123,7 @@ def load_image_folder(root,                      # a folder with one sub-folder 
         if not (root / c).is_dir(): continue
         for f in sorted((root / c).rglob('*')):
             if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS and not f.name.startswith('.'):
-                images.append(image_to_tensor(f, image_size)); labels.append(label)
+                images.append(read_image(f, image_size)); labels.append(label)
     if not images: raise DataNotFoundError(f"no images found in {root} (expected {root}/<class>/<image files> "
                                            f"with extensions {', '.join(IMG_EXTENSIONS)})")
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(classes)
@@ -166,6 +170,7 @@ def random_resized_crop_boxes(n: int,                        # number of boxes
     top, left = (u[:, 0] * (size - h + 1)).floor(), (u[:, 1] * (size - w + 1)).floor()
     return top, left, h, w
 
+# %% ../nbs/00_data.ipynb #ed900218
 def crop_resize_flip(images: torch.Tensor,  # uint8 or float images (B, C, H, W)
                      top, left, height, width,  # crop boxes in pixels, tensors (B,)
                      flip: torch.Tensor,    # bool (B,): mirror this image left-right
@@ -183,12 +188,14 @@ def crop_resize_flip(images: torch.Tensor,  # uint8 or float images (B, C, H, W)
                         y[:, :, None].expand(B, out_size, out_size)], dim=-1)   # (B, S, S, 2)
     return F.grid_sample(images.float(), grid, mode='bilinear', padding_mode='border', align_corners=False)
 
+# %% ../nbs/00_data.ipynb #08a76671
 def normalize(x: torch.Tensor,  # pixel values in 0..255
               mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
     "Scale 0..255 pixels to 0..1, then subtract `mean` and divide by `std` (the seed's `Normalize((0.5,)*3, (0.5,)*3)`)."
     return x.float() * (1 / (255 * std)) - mean / std
 
-def augment(images: torch.Tensor,           # uint8 (B, C, H, W)
+# %% ../nbs/00_data.ipynb #d7bfb7f3
+def augment_batch(images: torch.Tensor,           # uint8 (B, C, H, W)
             generator: torch.Generator = None,
             out_size: int = None,           # default: the input size
             scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
@@ -206,6 +213,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     if seed < 0 or epoch < 0: raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
+# %% ../nbs/00_data.ipynb #d1605cbe
 class TensorLoader:
     "Batches `(images, labels)` from a uint8 image tensor: shuffled and augmented per epoch from a `(seed, epoch)` generator."
     def __init__(self, images: torch.Tensor,   # uint8 (N, C, S, S)
@@ -246,7 +254,7 @@ class TensorLoader:
         for i in range(0, n, self.batch_size):
             idx = order[i:i + self.batch_size].to(self.device)
             x, y = self.images[idx], self.labels[idx]                      # (B, C, S, S) uint8, (B,)
-            x = augment(x, g) if self.augment else x                      # (B, C, S, S) float 0..255
+            x = augment_batch(x, g) if self.augment else x                      # (B, C, S, S) float 0..255
             yield normalize(x, self.mean, self.std), y                    # (B, C, S, S) float, about -1..1
 
     def __repr__(self):

@@ -26,12 +26,15 @@ from .model import ViTConfig, ViTForClassification, default_device
 class ExperimentExistsError(FileExistsError):
     "The experiment folder already holds a run, and neither resume nor overwrite was asked for."
 
+# %% ../nbs/06_training.ipynb #dbfe83f9
 class CheckpointError(ValueError):
     "A checkpoint or weights file is missing, truncated, or not one of ours."
 
+# %% ../nbs/06_training.ipynb #adc035b5
 class TrainingDivergedError(RuntimeError):
     "The training loss became NaN or infinite."
 
+# %% ../nbs/06_training.ipynb #c6fa8f5a
 def _umask() -> int:
     mask = os.umask(0); os.umask(mask); return mask
 
@@ -47,12 +50,14 @@ def atomic_write(path: Path, write):
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
 
+# %% ../nbs/06_training.ipynb #4958a740
 def save_json(path: Path, obj):
     "Write `obj` as indented JSON, atomically."
     def write(tmp):
         with open(tmp, 'w') as f: json.dump(obj, f, indent=2); f.write('\n')
     atomic_write(path, write)
 
+# %% ../nbs/06_training.ipynb #e394fe1f
 def read_json(path: Path) -> dict:
     "Read a JSON file, raising `CheckpointError` naming it if it is unreadable."
     try: return json.loads(Path(path).read_text())
@@ -65,6 +70,7 @@ def save_weights(model: nn.Module, path: Path):
     sd = {k: v.detach().to('cpu').contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(sd, tmp, metadata={'format': 'pt', 'library': 'vit_nbdev'}))
 
+# %% ../nbs/06_training.ipynb #7246a669
 def load_weights(model: nn.Module, path: Path, device='cpu') -> nn.Module:
     "Load safetensors weights into `model`; a missing, truncated or foreign file raises `CheckpointError` naming it."
     path = Path(path)
@@ -75,6 +81,7 @@ def load_weights(model: nn.Module, path: Path, device='cpu') -> nn.Module:
     _load_state(model, sd, path)
     return model
 
+# %% ../nbs/06_training.ipynb #1bd2322a
 def _load_state(model: nn.Module, sd: dict, path: Path):
     "`model.load_state_dict(sd)`, with a `CheckpointError` naming `path` when the keys or shapes do not match."
     try: model.load_state_dict(sd)
@@ -88,6 +95,7 @@ def save_checkpoint(path: Path, state: dict):
     "Save a resume state (tensors and plain containers only), atomically."
     atomic_write(path, lambda tmp: torch.save({'format': CHECKPOINT_FORMAT, **state}, tmp))
 
+# %% ../nbs/06_training.ipynb #dc450317
 def load_checkpoint(path: Path, map_location='cpu') -> dict:
     "Load a resume state with `weights_only=True` onto `map_location`; a bad file raises `CheckpointError` naming it."
     path = Path(path)
@@ -141,6 +149,7 @@ def autocast_dtype(device) -> torch.dtype:
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
+# %% ../nbs/06_training.ipynb #5d45f492
 def _amp_dtype(amp, device) -> torch.dtype:
     "The autocast dtype `amp` asks for: None or 'auto' by capability, False or 'off' for none, or a dtype (name)."
     if amp is None or amp == 'auto': return autocast_dtype(device)
@@ -204,6 +213,7 @@ def train_epoch(self, loader, epoch: int = None) -> float:
             bar.comment = f"loss {total.item() / n:.4f} · {n / (time.perf_counter() - t0):,.0f} img/s"
     return (total / n).item()
 
+# %% ../nbs/06_training.ipynb #d3b4db58
 @patch_to(Trainer)
 def evaluate(self, loader) -> tuple:
     "Mean loss and accuracy (a fraction in [0, 1]) of the model on `loader`, without gradients."
@@ -233,6 +243,7 @@ def state_dict(self, epoch: int) -> dict:
             'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
             'scaler': self.scaler.state_dict(), 'rng': _rng_state(), 'metrics': self.metrics}
 
+# %% ../nbs/06_training.ipynb #1604fb21
 @patch_to(Trainer)
 def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
     "Restore what `state_dict` saved; returns the epoch it was saved after."
@@ -240,13 +251,15 @@ def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
     try:
         self.optimizer.load_state_dict(state['optimizer'])
         if self.scheduler is not None and state['scheduler'] is not None: self.scheduler.load_state_dict(state['scheduler'])
-        if self.scaler.is_enabled() and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])  # float16 only
+        # float16 only
+        if self.scaler.is_enabled() and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: the optimizer/scheduler state does not fit this run ({e})") from None
     _set_rng_state(state['rng'])
     self.metrics = {k: list(state['metrics'].get(k, [])) for k in self.metrics}
     return state['epoch']
 
+# %% ../nbs/06_training.ipynb #fd7d1214
 @patch_to(Trainer)
 def config(self, trainloader=None, epochs: int = None) -> dict:
     "What `config.json` records about this run."
@@ -356,6 +369,7 @@ def setting(default, help: str, **kw):
     if isinstance(default, (dict, list)): return field(default_factory=lambda: type(default)(default), metadata={'help': help, **kw})
     return field(default=default, metadata={'help': help, **kw})
 
+# %% ../nbs/06_training.ipynb #7aad74f4
 @dataclass
 class ExperimentConfig:
     "Which experiment, where it lives and where it runs: the settings every command shares."
@@ -370,6 +384,7 @@ class ExperimentConfig:
             try: torch.device(self.device)
             except RuntimeError: raise ValueError(f"unknown device {self.device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
 
+# %% ../nbs/06_training.ipynb #3ef0e34c
 @dataclass
 class TrainConfig(ExperimentConfig):
     "Every setting of a training run, each with its one default: `vit_train`'s flags and `config.json` come from here."
@@ -453,6 +468,7 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> 
         parser.add_argument(*names, dest=f.name, type=typ, choices=choices, help=help, **kw)
     return parser
 
+# %% ../nbs/06_training.ipynb #e45c5c7b
 def config_from_args(config_cls, args: argparse.Namespace, **fixed):
     "The `config_cls` that parsed `args` describe (fields that have no flag keep their defaults, or `fixed`)."
     names = {f.name for f in fields(config_cls)}
@@ -468,6 +484,7 @@ def register_recipe(name: str):
         return recipe
     return register
 
+# %% ../nbs/06_training.ipynb #57e039a0
 def make_recipe(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> tuple:
     "The optimizer, loss function and scheduler (or None) of recipe `cfg.recipe` for `model`."
     if cfg.recipe not in RECIPES: raise ValueError(f"unknown recipe {cfg.recipe!r}; expected one of {sorted(RECIPES)}")
@@ -487,6 +504,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list:
     return [{'params': [p for n, p in named if not no_decay(n, p)], 'weight_decay': weight_decay},
             {'params': [p for n, p in named if no_decay(n, p)], 'weight_decay': 0.0}]
 
+# %% ../nbs/06_training.ipynb #af50c791
 def warmup_cosine(total_steps: int, warmup_steps: int):
     "Learning-rate factor per step: linear from 1/warmup_steps to 1, then cosine down to 0 at `total_steps`."
     def f(step: int) -> float:
@@ -495,6 +513,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return f
 
+# %% ../nbs/06_training.ipynb #2e709d36
 @register_recipe('modern')
 def modern_recipe(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int) -> tuple:
     "AdamW without decay of biases and norms, linear warm-up then cosine decay per step, label smoothing."
@@ -530,7 +549,8 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
     model = ViTForClassification(ViTConfig(**{**cfg.model, 'num_classes': len(trainloader.classes)}))         # 2 model
     optimizer, loss_func, scheduler = make_recipe(model, cfg, len(trainloader))                               # 3 recipe
     trainer = Trainer(model, optimizer, loss_func, cfg.exp_name, device, scheduler=scheduler, out_dir=cfg.out_dir,
-                      extra_config={'train': asdict(cfg)}, amp=cfg.amp, compile=cfg.compile,                  # 4 trainer
+                      # 4 trainer
+                      extra_config={'train': asdict(cfg)}, amp=cfg.amp, compile=cfg.compile,
                       progress=progress, verbose=verbose)
     trainer.train(trainloader, testloader, cfg.epochs, save_model_every_n_epochs=cfg.save_model_every,        # 5 train
                   resume=resume, overwrite=overwrite)
@@ -542,6 +562,7 @@ def import_chapters():
     for m in pkgutil.iter_modules(vit_nbdev.__path__):
         if not m.name.startswith('_'): importlib.import_module(f'vit_nbdev.{m.name}')
 
+# %% ../nbs/06_training.ipynb #cc86c394
 TRAIN_ERRORS = (DataNotFoundError, CorruptDataError, ExperimentExistsError, CheckpointError, TrainingDivergedError,
                 FileNotFoundError, ValueError)
 
@@ -555,6 +576,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
     return p
 
+# %% ../nbs/06_training.ipynb #e80361ea
 def vit_train(argv: list = None) -> int:
     "The `vit_train` command: parse `argv` (default `sys.argv[1:]`), train, and return the exit code."
     import_chapters()
