@@ -29,13 +29,13 @@ class Block(nn.Module):
     "One pre-norm transformer block: `x + attention(norm(x))`, then `x + mlp(norm(x))`."
     def __init__(self, hidden_size: int = 48, num_attention_heads: int = 4, intermediate_size: int = 192,
                  hidden_dropout_prob: float = 0.0, attention_probs_dropout_prob: float = 0.0, qkv_bias: bool = True,
-                 use_faster_attention: bool = True):
+                 use_faster_attention: bool = True, layer_norm_eps: float = 1e-5):
         super().__init__()
         attention_cls = FasterMultiHeadAttention if use_faster_attention else MultiHeadAttention
-        self.layernorm_1 = nn.LayerNorm(hidden_size)
+        self.layernorm_1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.attention = attention_cls(hidden_size, num_attention_heads, attention_probs_dropout_prob,
                                        hidden_dropout_prob, qkv_bias)
-        self.layernorm_2 = nn.LayerNorm(hidden_size)
+        self.layernorm_2 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.mlp = MLP(hidden_size, intermediate_size, hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):

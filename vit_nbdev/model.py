@@ -30,6 +30,8 @@ class ViTConfig:
     num_channels: int = 3
     qkv_bias: bool = True                       # bias in the query/key/value projections
     use_faster_attention: bool = True           # fused qkv + scaled_dot_product_attention (else per-head, as the seed)
+    layer_norm_eps: float = 1e-5                # epsilon of every layer norm (PyTorch's default; timm 1e-6, HF 1e-12)
+    final_layer_norm: bool = False              # a layer norm on the encoder's output, before the head (real ViTs)
 
     def __post_init__(self): self.validate()
 
@@ -44,9 +46,11 @@ class ViTConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
                 raise ValueError(f"{name} must be a probability in [0, 1), got {v!r}")
-        if isinstance(self.initializer_range, bool) or not isinstance(self.initializer_range, (int, float)) or self.initializer_range <= 0:
-            raise ValueError(f"initializer_range must be a positive number, got {self.initializer_range!r}")
-        for name in ('qkv_bias', 'use_faster_attention'):
+        for name in ('initializer_range', 'layer_norm_eps'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        for name in ('qkv_bias', 'use_faster_attention', 'final_layer_norm'):
             if not isinstance(getattr(self, name), bool): raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
@@ -71,7 +75,7 @@ class ViTConfig:
 
 # %% ../nbs/05_vit.ipynb #11f56fc4
 class ViTForClassification(nn.Module):
-    "The Vision Transformer: `Embeddings` → `Encoder` → linear classifier on the [CLS] token."
+    "The Vision Transformer: `Embeddings` → `Encoder` (→ final layer norm) → linear classifier on the [CLS] token."
     def __init__(self, config: "ViTConfig | dict" = None):
         super().__init__()
         if config is None: config = ViTConfig()
@@ -83,7 +87,8 @@ class ViTForClassification(nn.Module):
         self.encoder = Encoder(c.num_hidden_layers, hidden_size=c.hidden_size, num_attention_heads=c.num_attention_heads,
                                intermediate_size=c.intermediate_size, hidden_dropout_prob=c.hidden_dropout_prob,
                                attention_probs_dropout_prob=c.attention_probs_dropout_prob, qkv_bias=c.qkv_bias,
-                               use_faster_attention=c.use_faster_attention)
+                               use_faster_attention=c.use_faster_attention, layer_norm_eps=c.layer_norm_eps)
+        self.layernorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps) if c.final_layer_norm else nn.Identity()
         self.classifier = nn.Linear(c.hidden_size, c.num_classes)
         self.apply(self._init_weights)
 
@@ -101,8 +106,9 @@ class ViTForClassification(nn.Module):
 
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False, cls_only: bool = False):
         "Images `(B, C, H, W)` → all tokens `(B, T, hidden)` (only [CLS], `(B, 1, hidden)`, with `cls_only`) and, if asked, each layer's attention maps."
-        x = self.embedding(x)                              # (B, T, C); checks the input shape
-        return self.encoder(x, output_attentions, cls_only)  # (B, T or 1, C), [L x (B, H, T or 1, T)] or None
+        x = self.embedding(x)                                        # (B, T, C); checks the input shape
+        x, attentions = self.encoder(x, output_attentions, cls_only)  # (B, T or 1, C), [L x (B, H, T or 1, T)] or None
+        return self.layernorm(x), attentions                         # (B, T or 1, C): each token normalised alone
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         "Tokens `(B, T, hidden)` → class logits `(B, num_classes)` from the [CLS] token."
