@@ -41,7 +41,8 @@ def colab_env(work: Path) -> dict:
     standin = work / 'standin'
     (standin / 'google' / 'colab').mkdir(parents=True)
     (standin / 'google' / '__init__.py').write_text('')
-    (standin / 'google' / 'colab' / '__init__.py').write_text('"A stand-in for Colab\'s module (tools/check_colab.py)."\n')
+    (standin / 'google' / 'colab' / '__init__.py').write_text(
+        '"A stand-in for Colab\'s module (tools/check_colab.py)."\n')
     startup = work / 'ipython' / 'profile_default' / 'startup'
     startup.mkdir(parents=True)
     (startup / '00-colab.py').write_text(STARTUP.format(standin=str(standin)))
@@ -67,7 +68,8 @@ def run_chapter(python: Path, nb: Path, work: Path, env: dict) -> float:
 
 def main(argv: list) -> int:
     reuse = '--reuse-venv' in argv
-    chapters = [ROOT / 'nbs' / a for a in argv if a.endswith('.ipynb')] or sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb'))
+    chapters = ([ROOT / 'nbs' / a for a in argv if a.endswith('.ipynb')]
+                or sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb')))
     t0 = time.perf_counter()
     python = make_venv(Path(os.environ.get('VIT_COLAB_VENV', '/tmp/vit_nbdev-colab-venv')), reuse)
     print(f'colab: environment ready in {time.perf_counter() - t0:.0f} s ({", ".join(COLAB_STACK)})', flush=True)

@@ -41,7 +41,8 @@ def _cifar10_files(train: bool) -> list:
 
 def _missing_message(folder: Path, reason: str) -> str:
     return (f"CIFAR-10 not found in {folder} ({reason}). Download the 'CIFAR-10 python version' "
-            f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), extract it so that {folder}/data_batch_1 exists, "
+            f"(https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), "
+            f"extract it so that {folder}/data_batch_1 exists, "
             f"or point VIT_DATA_DIR (or --data-dir) at the folder that contains '{CIFAR10_FOLDER}/'.")
 
 def _read_pickle(path: Path, keys: tuple) -> dict:
@@ -89,7 +90,7 @@ def load_cifar10(data_dir=None,        # folder holding `cifar-10-batches-py/` (
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp', '.gif')
 
 def pil_to_tensor(im, image_size: int = 32) -> torch.Tensor:
-    "A PIL image of any size and mode as an RGB `uint8` tensor `(3, image_size, image_size)` (shorter side scaled, centre cropped)."
+    "A PIL image (any size and mode) as RGB `uint8` `(3, image_size, image_size)`: shorter side scaled, centre cropped."
     from PIL import Image, ImageOps
     if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'F'):  # 16-bit / float greyscale: rescale to 8 bits first
         a = np.asarray(im, dtype=np.float64)
@@ -111,13 +112,15 @@ def load_image_folder(root,                      # a folder with one sub-folder 
                       image_size: int = 32,      # side of the square images produced
                       classes: list = None,      # class names in label order (default: the sorted sub-folders)
                      ) -> tuple:                 # (images uint8 (N, 3, S, S), labels int64 (N,), class names)
-    "Read an ImageFolder-style directory (`root/<class>/<image>`) into one uint8 tensor, its labels and the class names."
+    "Read an ImageFolder-style folder (`root/<class>/<image>`) into one uint8 tensor, its labels and the class names."
     root = Path(root)
-    if not root.is_dir(): raise DataNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image files>)")
+    if not root.is_dir():
+        raise DataNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image files>)")
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
     if classes is None: classes = found
     unknown = sorted(set(found) - set(classes))
-    if unknown: raise ValueError(f"{root} has class folder(s) {unknown} that the training set does not have ({classes})")
+    if unknown:
+        raise ValueError(f"{root} has class folder(s) {unknown} that the training set does not have ({classes})")
     images, labels = [], []
     for label, c in enumerate(classes):
         if not (root / c).is_dir(): continue
@@ -155,7 +158,7 @@ def random_resized_crop_boxes(n: int,                        # number of boxes
                               ratio: tuple = (3 / 4, 4 / 3), # range of the crop's aspect ratio (width / height)
                               generator: torch.Generator = None,
                               attempts: int = 10,            # tries per image before falling back to the whole image
-                             ) -> tuple:                     # (top, left, height, width), float tensors (n,) of whole pixels
+                             ) -> tuple:                     # (top, left, height, width), float (n,) of whole pixels
     "Draw `n` crop boxes the way torchvision's `RandomResizedCrop.get_params` does, for all images at once."
     area = size * size
     target = area * torch.empty(n, attempts).uniform_(*scale, generator=generator)                     # (n, attempts)
@@ -176,7 +179,7 @@ def crop_resize_flip(images: torch.Tensor,  # uint8 or float images (B, C, H, W)
                      flip: torch.Tensor,    # bool (B,): mirror this image left-right
                      out_size: int,         # side of the square output
                     ) -> torch.Tensor:      # float (B, C, out_size, out_size), same value range as `images`
-    "Crop each image to its box, resize the crop to `out_size` (bilinear) and mirror it where `flip`, in one `grid_sample`."
+    "Crop each image to its box, resize it to `out_size` (bilinear) and mirror it where `flip`, in one `grid_sample`."
     B, C, H, W = images.shape
     dev = images.device
     top, left, height, width, flip = (t.to(dev) for t in (top, left, height, width, flip))
@@ -191,7 +194,7 @@ def crop_resize_flip(images: torch.Tensor,  # uint8 or float images (B, C, H, W)
 # %% ../nbs/00_data.ipynb #08a76671
 def normalize(x: torch.Tensor,  # pixel values in 0..255
               mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
-    "Scale 0..255 pixels to 0..1, then subtract `mean` and divide by `std` (the seed's `Normalize((0.5,)*3, (0.5,)*3)`)."
+    "Scale 0..255 pixels to 0..1, subtract `mean` and divide by `std` (the seed's `Normalize((0.5,)*3, (0.5,)*3)`)."
     return x.float() * (1 / (255 * std)) - mean / std
 
 # %% ../nbs/00_data.ipynb #d7bfb7f3
@@ -200,7 +203,7 @@ def augment_batch(images: torch.Tensor,           # uint8 (B, C, H, W)
             out_size: int = None,           # default: the input size
             scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
            ) -> torch.Tensor:               # float (B, C, out_size, out_size) in 0..255
-    "The seed's training augmentation (random resized crop and horizontal flip) for a whole batch; randomness from `generator`."
+    "The seed's training augmentation (random resized crop, horizontal flip) of a whole batch, drawn from `generator`."
     B, _, H, W = images.shape
     if H != W: raise ValueError(f"augment expects square images, got {H}x{W}")
     top, left, h, w = random_resized_crop_boxes(B, H, scale, ratio, generator)
@@ -215,7 +218,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 # %% ../nbs/00_data.ipynb #d1605cbe
 class TensorLoader:
-    "Batches `(images, labels)` from a uint8 image tensor: shuffled and augmented per epoch from a `(seed, epoch)` generator."
+    "Batches `(images, labels)` from a uint8 tensor: shuffled and augmented per epoch from a `(seed, epoch)` generator."
     def __init__(self, images: torch.Tensor,   # uint8 (N, C, S, S)
                  labels: torch.Tensor,          # int64 (N,)
                  classes: list,                 # class names, in label order
@@ -226,8 +229,10 @@ class TensorLoader:
                  device='cpu',                  # where the images live and batches are made
                  mean: float = 0.5, std: float = 0.5,
                  name: str = 'tensors'):        # what the data is (stored in the experiment's config)
-        if images.dtype != torch.uint8 or images.ndim != 4: raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if labels.shape != (len(images),): raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.images, self.labels, self.classes = images, labels.long(), list(classes)
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
@@ -258,8 +263,9 @@ class TensorLoader:
             yield normalize(x, self.mean, self.std), y                    # (B, C, S, S) float, about -1..1
 
     def __repr__(self):
-        return (f"TensorLoader({self.name}: {len(self.images):,} images of {tuple(self.images.shape[1:])}, {len(self.classes)} classes, "
-                f"batch {self.batch_size}, shuffle={self.shuffle}, augment={self.augment}, seed={self.seed}, device={self.device})")
+        return (f"TensorLoader({self.name}: {len(self.images):,} images of {tuple(self.images.shape[1:])}, "
+                f"{len(self.classes)} classes, batch {self.batch_size}, shuffle={self.shuffle}, "
+                f"augment={self.augment}, seed={self.seed}, device={self.device})")
 
 # %% ../nbs/00_data.ipynb #4d9bf612
 def _subset(images, labels, size, seed):
@@ -269,7 +275,7 @@ def _subset(images, labels, size, seed):
     return images[idx], labels[idx]
 
 def prepare_data(batch_size: int = 256,
-                 data_dir=None,               # CIFAR-10: folder holding cifar-10-batches-py/; imagefolder: folder with train/ and test/
+                 data_dir=None,               # cifar10: holds cifar-10-batches-py/; imagefolder: holds train/ and test/
                  dataset: str = 'cifar10',    # 'cifar10' or 'imagefolder'
                  seed: int = 0,               # seeds the shuffling and augmentation of every epoch
                  device='cpu',                # where to keep the images (the `Trainer` moves them to its device)
@@ -283,7 +289,8 @@ def prepare_data(batch_size: int = 256,
         (xtr, ytr, classes), (xte, yte, _) = (load_cifar10(data_dir, train=t, download=download) for t in (True, False))
         name = 'cifar10'
     elif dataset == 'imagefolder':
-        if data_dir is None: raise ValueError("dataset='imagefolder' needs data_dir (a folder with train/<class>/ and test/<class>/)")
+        if data_dir is None:
+            raise ValueError("dataset='imagefolder' needs data_dir (a folder with train/<class>/ and test/<class>/)")
         xtr, ytr, classes = load_image_folder(Path(data_dir) / 'train', image_size)
         xte, yte, _ = load_image_folder(Path(data_dir) / 'test', image_size, classes)
         name = f'imagefolder:{Path(data_dir).resolve()}'

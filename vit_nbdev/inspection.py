@@ -42,7 +42,8 @@ def plot_experiment(exp_name: str,     # name of the experiment folder
                 ):                  # a matplotlib `Figure`
     "The train/test loss and test accuracy curves of experiment `exp_name`, read from its `metrics.json`."
     d = experiment_dir(exp_name, out_dir)
-    if not (d / 'metrics.json').is_file(): raise FileNotFoundError(f"no metrics for experiment {exp_name!r}: {d / 'metrics.json'} does not exist")
+    if not (d / 'metrics.json').is_file():
+        raise FileNotFoundError(f"no metrics for experiment {exp_name!r}: {d / 'metrics.json'} does not exist")
     return plot_metrics(read_json(d / 'metrics.json'))
 
 # %% ../nbs/07_attention_inspection.ipynb #dc4c4979
@@ -79,14 +80,16 @@ def _tensor_to_pil(t: torch.Tensor) -> Image.Image:
         raise ValueError(f"expected an image tensor (H, W) or (C, H, W) with C in 1, 3, 4, got shape {tuple(t.shape)}")
     t = t.detach().cpu()
     if t.is_floating_point():
-        if t.numel() and (t.min() < 0 or t.max() > 1): raise ValueError(f"a float image must hold values in [0, 1], got {t.min():.3g}..{t.max():.3g}")
+        if t.numel() and (t.min() < 0 or t.max() > 1):
+            raise ValueError(f"a float image must hold values in [0, 1], got {t.min():.3g}..{t.max():.3g}")
     elif t.dtype != torch.uint8: raise ValueError(f"an image tensor must be uint8 or float in [0, 1], got {t.dtype}")
     return to_pil_image(t)
 
 def _one_image(image, image_size: int) -> torch.Tensor:
-    "One image (path, PIL image or tensor) → uint8 (3, S, S), converted by chapter 0's `pil_to_tensor` as training converts files."
+    "One image (path, PIL or tensor) → uint8 (3, S, S) via chapter 0's `pil_to_tensor`, as training converts files."
     if isinstance(image, (str, Path)):
-        if not Path(image).is_file(): raise FileNotFoundError(f"{image}: {'not a file' if Path(image).exists() else 'no such file'}")
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"{image}: {'not a file' if Path(image).exists() else 'no such file'}")
         return read_image(Path(image), image_size)
     if isinstance(image, torch.Tensor): image = _tensor_to_pil(image)
     if isinstance(image, Image.Image): return pil_to_tensor(image, image_size)
@@ -105,7 +108,7 @@ def load_images(images,               # a path, PIL image or tensor, a list of t
 def _device(model: torch.nn.Module) -> torch.device: return next(model.parameters()).device
 
 def _run(model: torch.nn.Module, images: torch.Tensor, output_attentions: bool = False) -> tuple:
-    "`model(images)` as trained: uint8 images normalised like the data pipeline, eval mode, no gradients; results on the CPU."
+    "`model(images)` as trained: uint8 images normalised like the data pipeline, eval mode, no gradients; CPU results."
     was_training = model.training
     model.eval()
     try:
@@ -127,7 +130,7 @@ def predict(model: torch.nn.Module,  # a `ViTForClassification`
 def attention_maps(model: torch.nn.Module,  # a `ViTForClassification`
                    images: torch.Tensor,    # uint8 (B, 3, S, S) at the model's image size
                   ) -> tuple:               # logits (B, num_classes), [num_layers x (B, heads, T, T)], on the CPU
-    "Run `model` on `uint8` images (normalised as in training, eval mode, no gradients); return logits and every layer's attention."
+    "Logits and each layer's attention of `model` on uint8 images (normalised as in training, eval mode, no gradients)."
     return _run(model, images, output_attentions=True)                # (B, K), L x (B, H, T, T)
 
 # %% ../nbs/07_attention_inspection.ipynb #9df48d98
@@ -171,7 +174,7 @@ def overlay(image: torch.Tensor,  # uint8 (3, H, W)
 # %% ../nbs/07_attention_inspection.ipynb #c8d9f0c2
 def attention_rollout(attentions: list,  # one (B, heads, T, T) map per layer, first layer first
                      ) -> torch.Tensor:  # (B, T, T), rows sum to 1
-    "Attention rollout (Abnar & Zuidema 2020): heads averaged, identity added for the residual, rows renormalised, layers multiplied."
+    "Attention rollout (Abnar & Zuidema 2020): average heads, add identity (residual), normalise rows, multiply layers."
     rollout = None
     for a in attentions:
         a = a.float().mean(1)                                          # (B, T, T) heads averaged
@@ -199,12 +202,12 @@ def visualize_attention(model: torch.nn.Module,  # a `ViTForClassification`
                         labels=None,              # true class indices, for green/red titles
                         classes: list = None,     # class names, in label order
                         rollout: bool = False,    # also show the attention rollout
-                        layer: int = -1,          # which layer's map to show (None: mean of all layers and heads, the seed's exact map)
+                        layer: int = -1,          # layer to show (None: mean of all layers and heads, the seed's map)
                         ncols: int = 5,           # images per row
                         display_size: int = None, # draw over the image at this size (default: the model's)
                         alpha: float = 0.5,       # weight of the heat map in the overlay
                         panel: float = 1.2):      # width of one picture, in inches
-    "For each image: the image, its [CLS] attention map (heads averaged) over it, and optionally the rollout; returns the `Figure`."
+    "Per image: the image, its [CLS] attention map (heads averaged) over it and optionally the rollout, in a `Figure`."
     size = model.config.image_size
     x = load_images(images, size)                                      # (B, 3, S, S) uint8, what the model sees
     shown = load_images(images, display_size) if display_size else x  # (B, 3, D, D) uint8, what we draw on
@@ -274,7 +277,8 @@ class Evaluation:
     def per_class(self) -> dict:
         "{class: (number of test images, accuracy or None when it has no images)}"
         n = self.confusion.sum(1)
-        return {c: (int(n[i]), int(self.confusion[i, i]) / int(n[i]) if n[i] else None) for i, c in enumerate(self.classes)}
+        return {c: (int(n[i]), int(self.confusion[i, i]) / int(n[i]) if n[i] else None)
+                for i, c in enumerate(self.classes)}
 
     def table(self) -> str:
         "The per-class accuracy as a plain-text table."
@@ -284,11 +288,13 @@ class Evaluation:
         return "\n".join(rows)
 
     def __repr__(self):
-        return f"test accuracy {self.accuracy:.2%} ({int(self.confusion.trace())} of {self.total} images{', ' + self.dataset if self.dataset else ''})\n{self.table()}"
+        return (f"test accuracy {self.accuracy:.2%} ({int(self.confusion.trace())} of {self.total} images"
+                f"{', ' + self.dataset if self.dataset else ''})\n{self.table()}")
 
     def _repr_markdown_(self):
         rows = [f"| {c} | {n} | {'–' if a is None else f'{a:.1%}'} |" for c, (n, a) in self.per_class.items()]
-        return "\n".join([f"**test accuracy {self.accuracy:.2%}** ({self.total:,} images{', ' + self.dataset if self.dataset else ''})", "",
+        return "\n".join([f"**test accuracy {self.accuracy:.2%}** "
+                          f"({self.total:,} images{', ' + self.dataset if self.dataset else ''})", "",
                           "| class | images | accuracy |", "|---|---:|---:|", *rows])
 
     def plot(self):
@@ -301,9 +307,11 @@ class Evaluation:
         ax.set_xlabel('predicted'); ax.set_ylabel('true')
         for i in range(K):
             for j in range(K):
-                ax.text(j, i, str(cm[i, j]), ha='center', va='center', fontsize=7, color='white' if cm[i, j] > cm.max() / 2 else 'black')
+                ax.text(j, i, str(cm[i, j]), ha='center', va='center', fontsize=7,
+                        color='white' if cm[i, j] > cm.max() / 2 else 'black')
         where = self.dataset if len(self.dataset) <= 40 else '…' + self.dataset[-39:]
-        ax.set_title(f"accuracy {self.accuracy:.2%} on {self.total:,} images" + (f"\n{where}" if where else ''), fontsize=9)
+        ax.set_title(f"accuracy {self.accuracy:.2%} on {self.total:,} images" + (f"\n{where}" if where else ''),
+                     fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046); fig.tight_layout()
         return fig
 
@@ -324,14 +332,16 @@ def evaluate(model: torch.nn.Module,  # a `ViTForClassification`
 # %% ../nbs/07_attention_inspection.ipynb #7487046a
 def load_test_set(config: dict,          # an experiment's config.json
                   dataset: str = None,   # 'cifar10' or 'imagefolder' (default: what the experiment was trained on)
-                  data_dir=None,         # cifar10: folder holding cifar-10-batches-py/; imagefolder: folder with test/<class>/
+                  data_dir=None,         # cifar10: holds cifar-10-batches-py/; imagefolder: holds test/<class>/
                  ) -> tuple:             # (images uint8 (N, 3, S, S), labels (N,), class names, description)
     "The labelled test images to evaluate an experiment on, with its class names."
     kind, _, trained_dir = ((config.get('data') or {}).get('dataset') or 'cifar10').partition(':')
     dataset, classes = dataset or kind, config['classes']
     if dataset == 'cifar10':
         x, y, names = load_cifar10(data_dir, train=False)
-        if names != classes: raise ValueError(f"the experiment's classes {classes} are not CIFAR-10's; evaluate it with --dataset imagefolder --data-dir DIR")
+        if names != classes:
+            raise ValueError(f"the experiment's classes {classes} are not CIFAR-10's; "
+                             f"evaluate it with --dataset imagefolder --data-dir DIR")
         return x, y, classes, 'cifar10 test set'
     if dataset == 'imagefolder':
         root = data_dir or (trained_dir if kind == 'imagefolder' else None)
@@ -363,7 +373,8 @@ _EXPECTED_ERRORS = (OSError, ValueError, KeyError)   # bad files, data, checkpoi
 
 def _message(e: Exception) -> str:
     "One line describing an expected error."
-    return f"missing entry {e} in the experiment's config.json" if isinstance(e, KeyError) else str(e).strip().splitlines()[0]
+    return (f"missing entry {e} in the experiment's config.json" if isinstance(e, KeyError)
+            else str(e).strip().splitlines()[0])
 
 def _error(prog: str, msg: str) -> int:
     "Print `prog: error: msg` on stderr and return exit code 1."
@@ -375,7 +386,8 @@ def _check_device(device):
     if device is None: return None
     try: d = torch.device(device)
     except RuntimeError as e: raise ValueError(f"unknown device {device!r}: {_message(e)}") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
     return d
 
 @dataclass
@@ -404,7 +416,7 @@ class EvaluateConfig(ExperimentConfig):
 
 # %% ../nbs/07_attention_inspection.ipynb #28dded0c
 def vit_predict(argv: list = None) -> int:
-    "The `vit_predict` command: the top-k classes of each image file; returns the exit code (0 only if every file was classified)."
+    "The `vit_predict` command: top-k classes per image file; returns the exit code (0 only if all were classified)."
     p = argparse.ArgumentParser(prog='vit_predict', description='Classify image files (any size and mode) with a '
                                 'trained experiment.')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
@@ -422,7 +434,8 @@ def vit_predict(argv: list = None) -> int:
         k = min(a.top_k, len(classes))
         for f, pr in zip(files, probs):
             top = pr.topk(k)
-            print(f"{f}: " + ", ".join(f"{classes[i]} {v:.1%}" for v, i in zip(top.values.tolist(), top.indices.tolist())))
+            print(f"{f}: " + ", ".join(f"{classes[i]} {v:.1%}"
+                                       for v, i in zip(top.values.tolist(), top.indices.tolist())))
         if a.attention:
             try:
                 fig = visualize_attention(model, [Path(f) for f in files], classes=classes, rollout=True,

@@ -77,7 +77,8 @@ def load_weights(model: nn.Module, path: Path, device='cpu') -> nn.Module:
     if not path.is_file(): raise CheckpointError(f"weights file {path} does not exist")
     try: sd = load_file(str(path), device=str(device))
     except Exception as e:
-        raise CheckpointError(f"cannot read weights {path}: {type(e).__name__}: {e} (truncated or not a safetensors file)") from None
+        raise CheckpointError(f"cannot read weights {path}: {type(e).__name__}: {e} "
+                              f"(truncated or not a safetensors file)") from None
     _load_state(model, sd, path)
     return model
 
@@ -87,7 +88,8 @@ def _load_state(model: nn.Module, sd: dict, path: Path):
     try: model.load_state_dict(sd)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise CheckpointError(f"{path} does not hold weights for this model ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        raise CheckpointError(f"{path} does not hold weights for this model "
+                              f"({first[1].strip() if len(first) > 1 else first[0]})") from None
 
 CHECKPOINT_FORMAT = 'vit_nbdev-resume-1'
 
@@ -103,7 +105,8 @@ def load_checkpoint(path: Path, map_location='cpu') -> dict:
     try: state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0][:200]
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {msg} (truncated, or not a vit_nbdev checkpoint)") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {msg} "
+                              f"(truncated, or not a vit_nbdev checkpoint)") from None
     if not isinstance(state, dict) or state.get('format') != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a vit_nbdev resume checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return state
@@ -122,7 +125,8 @@ def plot_metrics(metrics: dict, path: Path = None):
     ax1.set_xlabel('epoch'); ax1.set_ylabel('loss'); ax1.legend(); ax1.grid(alpha=0.3)
     ax2.plot(epochs, [100 * a for a in metrics['accuracies']], 'o-', color='tab:green')
     ax2.set_xlabel('epoch'); ax2.set_ylabel('test accuracy (%)'); ax2.grid(alpha=0.3)
-    if metrics['accuracies']: ax2.set_title(f"last {100 * metrics['accuracies'][-1]:.2f}%, best {100 * max(metrics['accuracies']):.2f}%")
+    if metrics['accuracies']:
+        ax2.set_title(f"last {100 * metrics['accuracies'][-1]:.2f}%, best {100 * max(metrics['accuracies']):.2f}%")
     for ax in (ax1, ax2): ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     fig.tight_layout()
     if path is not None: atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))
@@ -154,12 +158,13 @@ def _amp_dtype(amp, device) -> torch.dtype:
     "The autocast dtype `amp` asks for: None or 'auto' by capability, False or 'off' for none, or a dtype (name)."
     if amp is None or amp == 'auto': return autocast_dtype(device)
     if amp is False or amp == 'off': return None
-    dtypes = {'bfloat16': torch.bfloat16, 'float16': torch.float16, torch.bfloat16: torch.bfloat16, torch.float16: torch.float16}
+    dtypes = {'bfloat16': torch.bfloat16, 'float16': torch.float16,
+              torch.bfloat16: torch.bfloat16, torch.float16: torch.float16}
     if amp not in dtypes: raise ValueError(f"amp must be 'auto', 'off', 'bfloat16' or 'float16', got {amp!r}")
     return dtypes[amp]
 
 class Trainer:
-    "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch, and keep its experiment folder up to date."
+    "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch and keep its experiment folder up to date."
     def __init__(self, model: nn.Module, optimizer: optim.Optimizer, loss_func, exp_name: str,
                  device=None,               # default: `default_device()`
                  scheduler=None,            # an `lr_scheduler`, stepped after every batch
@@ -250,7 +255,8 @@ def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
     _load_state(self.model, state['model'], path)
     try:
         self.optimizer.load_state_dict(state['optimizer'])
-        if self.scheduler is not None and state['scheduler'] is not None: self.scheduler.load_state_dict(state['scheduler'])
+        if self.scheduler is not None and state['scheduler'] is not None:
+            self.scheduler.load_state_dict(state['scheduler'])
         # float16 only
         if self.scaler.is_enabled() and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
     except (ValueError, KeyError) as e:
@@ -265,16 +271,22 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
     "What `config.json` records about this run."
     model_cfg = self.model.config.to_dict() if hasattr(self.model, 'config') else {}
     group = self.optimizer.param_groups[0]                       # a scheduler changes 'lr'; 'initial_lr' is the peak
-    hp = {'lr': group.get('initial_lr', group.get('lr')), **{k: group[k] for k in ('weight_decay', 'betas', 'eps') if k in group}}
+    hp = {'lr': group.get('initial_lr', group.get('lr')),
+          **{k: group[k] for k in ('weight_decay', 'betas', 'eps') if k in group}}
     return {'exp_name': self.exp_name, 'model': model_cfg,
             'training': {'epochs': epochs, 'batch_size': getattr(trainloader, 'batch_size', None),
-                         'optimizer': type(self.optimizer).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()},
-                         'loss': type(self.loss_func).__name__, 'label_smoothing': getattr(self.loss_func, 'label_smoothing', None),
+                         'optimizer': type(self.optimizer).__name__,
+                         **{k: list(v) if isinstance(v, tuple) else v for k, v in hp.items()},
+                         'loss': type(self.loss_func).__name__,
+                         'label_smoothing': getattr(self.loss_func, 'label_smoothing', None),
                          'scheduler': type(self.scheduler).__name__ if self.scheduler is not None else None,
-                         'amp': str(self.amp).removeprefix('torch.') if self.amp else None, 'device': str(self.device), 'threads': torch.get_num_threads()},
-            'data': {'dataset': getattr(trainloader, 'name', None), 'num_train': len(trainloader.dataset) if trainloader is not None else None},
+                         'amp': str(self.amp).removeprefix('torch.') if self.amp else None,
+                         'device': str(self.device), 'threads': torch.get_num_threads()},
+            'data': {'dataset': getattr(trainloader, 'name', None),
+                     'num_train': len(trainloader.dataset) if trainloader is not None else None},
             'classes': list(getattr(trainloader, 'classes', [])), 'seed': getattr(trainloader, 'seed', None),
-            'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__, 'python': platform.python_version()},
+            'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__,
+                         'python': platform.python_version()},
             **self.extra_config}
 
 # %% ../nbs/06_training.ipynb #a7ca6970
@@ -300,7 +312,8 @@ def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int
     ckpt = d / metrics.get('checkpoint', '')
     done = self.load_state_dict(load_checkpoint(ckpt, map_location=self.device), ckpt)
     if done != metrics.get('epoch', done) or len(self.metrics['accuracies']) != done:
-        raise CheckpointError(f"{ckpt} (epoch {done}) does not match {d / 'metrics.json'} (epoch {metrics.get('epoch')})")
+        raise CheckpointError(f"{ckpt} (epoch {done}) does not match {d / 'metrics.json'} "
+                              f"(epoch {metrics.get('epoch')})")
     save_json(d / 'config.json', {**old, 'training': {**old.get('training', {}), 'epochs': epochs}})
     self._log(f"resuming {d} after epoch {done} of {epochs}")
     return done
@@ -347,14 +360,15 @@ def train(self, trainloader, testloader, epochs: int,
 def load_experiment(exp_name: str,
                     out_dir=None,          # folder holding the experiments (default `experiments/`)
                     device=None,           # where to put the model (default: `default_device()`)
-                    weights: str = None,   # a file in the experiment folder; default: the final (or last committed) weights
+                    weights: str = None,   # a file in the experiment folder; default: final (or last committed) weights
                    ) -> tuple:             # (config dict, model in eval mode, metrics dict)
     "Load an experiment's config, its model with trained weights, and its metrics, ready for inference."
     d = experiment_dir(exp_name, out_dir)
     if not (d / 'config.json').is_file(): raise FileNotFoundError(f"no experiment at {d} (missing {d / 'config.json'})")
     device = torch.device(device) if device is not None else default_device()
     config = read_json(d / 'config.json')
-    metrics = read_json(d / 'metrics.json') if (d / 'metrics.json').is_file() else {'train_losses': [], 'test_losses': [], 'accuracies': []}
+    metrics = (read_json(d / 'metrics.json') if (d / 'metrics.json').is_file()
+               else {'train_losses': [], 'test_losses': [], 'accuracies': []})
     model = ViTForClassification(ViTConfig.from_dict(config['model']))
     if weights is None and not (d / 'model_final.safetensors').is_file() and metrics.get('checkpoint'):
         ckpt = d / metrics['checkpoint']
@@ -366,7 +380,8 @@ def load_experiment(exp_name: str,
 # %% ../nbs/06_training.ipynb #f02959e9
 def setting(default, help: str, **kw):
     "A dataclass field with its default and the help text its command-line flag shows."
-    if isinstance(default, (dict, list)): return field(default_factory=lambda: type(default)(default), metadata={'help': help, **kw})
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={'help': help, **kw})
     return field(default=default, metadata={'help': help, **kw})
 
 # %% ../nbs/06_training.ipynb #7aad74f4
@@ -382,7 +397,8 @@ class ExperimentConfig:
             if getattr(self, name, None) is not None: setattr(self, name, str(getattr(self, name)))
         if self.device is not None:
             try: torch.device(self.device)
-            except RuntimeError: raise ValueError(f"unknown device {self.device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
+            except RuntimeError:
+                raise ValueError(f"unknown device {self.device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
 
 # %% ../nbs/06_training.ipynb #3ef0e34c
 @dataclass
@@ -408,7 +424,8 @@ class TrainConfig(ExperimentConfig):
     amp: str = setting('auto', 'mixed precision: auto (bfloat16 or float16 by GPU capability, none on CPU), off, '
                        'bfloat16 or float16', choices=('auto', 'off', 'bfloat16', 'float16'))
     compile: bool = setting(False, 'torch.compile the model (worth it on a GPU)')
-    threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses the stored value)")
+    threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; "
+                           "a resumed run reuses the stored value)")
     save_model_every: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
 
     def __post_init__(self):
@@ -421,7 +438,8 @@ class TrainConfig(ExperimentConfig):
         if self.lr <= 0: raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0: raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ('warmup', 'label_smoothing'):
-            if not 0 <= getattr(self, name) < 1: raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.seed < 0: raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.threads is not None and self.threads < 1: raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.save_model_every < 0: raise ValueError(f"save_model_every must be >= 0, got {self.save_model_every}")
@@ -457,7 +475,9 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> 
         names = [f"--{f.name.replace('_', '-')}"] + ([f'--{f.name}'] if '_' in f.name else [])
         default, help, choices = f.default, f.metadata.get('help', ''), f.metadata.get('choices')
         if f.type in (bool, 'bool'):
-            if default: parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false', help=f'do not {help}')
+            if default:
+                parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false',
+                                    help=f'do not {help}')
             else: parser.add_argument(*names, dest=f.name, action='store_true', help=help)
             continue
         typ = {'int': int, 'float': float, 'str': str}.get(f.type, f.type)
