@@ -27,20 +27,22 @@ class AttentionHead(nn.Module):
         q = self.query(x[:, :num_queries])                                        # (B, Tq, d), Tq = num_queries or T
         k, v = self.key(x), self.value(x)                                         # (B, T, d) each
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)    # (B, Tq, T)
-        probs = self.dropout(scores.softmax(dim=-1))                              # (B, Tq, T), rows sum to 1
-        return probs @ v, probs                                                   # (B, Tq, d), (B, Tq, T)
+        attention = self.dropout(scores.softmax(dim=-1))                          # (B, Tq, T), rows sum to 1
+        return attention @ v, attention                                           # (B, Tq, d), (B, Tq, T)
 
 # %% ../nbs/03_attention.ipynb #9b5b74aa
 def _head_size(hidden_size: int, num_attention_heads: int) -> int:
     "Size of one head; refuses a `hidden_size` that the heads cannot split evenly."
     if num_attention_heads <= 0 or hidden_size % num_attention_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})")
+        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by "
+                         f"num_attention_heads ({num_attention_heads})")
     return hidden_size // num_attention_heads
 
 def _check_num_queries(num_queries, seq_len: int):
     "Refuse a `num_queries` that is not `None` or a count between 1 and the number of tokens."
     if num_queries is not None and not (isinstance(num_queries, int) and 1 <= num_queries <= seq_len):
-        raise ValueError(f"num_queries must be None or between 1 and the number of tokens ({seq_len}), got {num_queries!r}")
+        raise ValueError(f"num_queries must be None or between 1 and the number of tokens ({seq_len}), "
+                         f"got {num_queries!r}")
 
 class MultiHeadAttention(nn.Module):
     "Multi-head self-attention as a list of `AttentionHead`s (the seed's readable version)."
@@ -59,8 +61,8 @@ class MultiHeadAttention(nn.Module):
         outs = [head(x, num_queries) for head in self.heads]                 # H x ((B, Tq, d), (B, Tq, T))
         out = torch.cat([o for o, _ in outs], dim=-1)                        # (B, Tq, C)
         out = self.output_dropout(self.output_projection(out))              # (B, Tq, C)
-        probs = torch.stack([p for _, p in outs], dim=1) if output_attentions else None  # (B, H, Tq, T)
-        return out, probs
+        attention = torch.stack([a for _, a in outs], dim=1) if output_attentions else None  # (B, H, Tq, T)
+        return out, attention
 
 # %% ../nbs/03_attention.ipynb #3b5644fb
 class FasterMultiHeadAttention(nn.Module):
@@ -84,13 +86,13 @@ class FasterMultiHeadAttention(nn.Module):
         q, k, v = qkv.unbind(0)                                         # (B, H, T, d) each
         q = q[:, :, :num_queries]                                       # (B, H, Tq, d), Tq = num_queries or T
         if output_attentions:   # explicit path: materialise the map so it can be returned
-            probs = (q @ k.transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (B, H, Tq, T)
-            out = self.attn_dropout(probs) @ v                                 # (B, H, Tq, d)
+            attention = (q @ k.transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)  # (B, H, Tq, T)
+            out = self.attn_dropout(attention) @ v                                 # (B, H, Tq, d)
         else:                   # fused kernel, no map
             p = self.attention_probs_dropout_prob if self.training else 0.0
-            out, probs = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None  # (B, H, Tq, d)
+            out, attention = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None  # (B, H, Tq, d)
         out = out.transpose(1, 2).reshape(B, -1, C)                     # (B, Tq, C): heads side by side
-        return self.output_dropout(self.output_projection(out)), probs
+        return self.output_dropout(self.output_projection(out)), attention
 
     @classmethod
     def from_heads(cls, mha: MultiHeadAttention) -> "FasterMultiHeadAttention":

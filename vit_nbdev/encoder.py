@@ -40,10 +40,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False, num_queries: int = None):
         "The block's output for the first `num_queries` tokens (default: all T) and, if asked, the attention map."
-        attn, probs = self.attention(self.layernorm_1(x), output_attentions, num_queries)  # (B, Tq, C), (B, H, Tq, T) or None
-        x = x[:, :num_queries] + attn                                         # (B, Tq, C), Tq = num_queries or T
+        # (B, Tq, C), and (B, H, Tq, T) maps or None
+        h, attention = self.attention(self.layernorm_1(x), output_attentions, num_queries)
+        x = x[:, :num_queries] + h                                            # (B, Tq, C), Tq = num_queries or T
         x = x + self.mlp(self.layernorm_2(x))                                 # (B, Tq, C)
-        return x, probs
+        return x, attention
 
 # %% ../nbs/04_encoder.ipynb #bd37ddb0
 class Encoder(nn.Module):
@@ -54,9 +55,10 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False, cls_only: bool = False):
         "All tokens `(B, T, C)`, or only [CLS] `(B, 1, C)` with `cls_only`, and, if asked, each layer's maps."
-        all_probs = []
+        attentions = []
         for i, block in enumerate(self.blocks):
             last = i == len(self.blocks) - 1
-            x, probs = block(x, output_attentions, 1 if cls_only and last else None)  # (B, T or 1, C), (B, H, T or 1, T) or None
-            all_probs.append(probs)
-        return x, (all_probs if output_attentions else None)
+            # (B, T or 1, C), and (B, H, T or 1, T) maps or None
+            x, attention = block(x, output_attentions, 1 if cls_only and last else None)
+            attentions.append(attention)
+        return x, (attentions if output_attentions else None)

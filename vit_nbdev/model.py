@@ -51,9 +51,11 @@ class ViTConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         for name in ('qkv_bias', 'use_faster_attention', 'final_layer_norm'):
-            if not isinstance(getattr(self, name), bool): raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
+                             f"num_attention_heads ({self.num_attention_heads})")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
 
@@ -80,12 +82,14 @@ class ViTForClassification(nn.Module):
         super().__init__()
         if config is None: config = ViTConfig()
         elif isinstance(config, dict): config = ViTConfig.from_dict(config)
-        elif not isinstance(config, ViTConfig): raise ValueError(f"config must be a ViTConfig or a dict, got {type(config).__name__}")
+        elif not isinstance(config, ViTConfig):
+            raise ValueError(f"config must be a ViTConfig or a dict, got {type(config).__name__}")
         else: config.validate()
         self.config = c = config
         self.embedding = Embeddings(c.image_size, c.patch_size, c.num_channels, c.hidden_size, c.hidden_dropout_prob)
-        self.encoder = Encoder(c.num_hidden_layers, hidden_size=c.hidden_size, num_attention_heads=c.num_attention_heads,
-                               intermediate_size=c.intermediate_size, hidden_dropout_prob=c.hidden_dropout_prob,
+        self.encoder = Encoder(c.num_hidden_layers, hidden_size=c.hidden_size,
+                               num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
+                               hidden_dropout_prob=c.hidden_dropout_prob,
                                attention_probs_dropout_prob=c.attention_probs_dropout_prob, qkv_bias=c.qkv_bias,
                                use_faster_attention=c.use_faster_attention, layer_norm_eps=c.layer_norm_eps)
         self.layernorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps) if c.final_layer_norm else nn.Identity()
@@ -105,7 +109,7 @@ class ViTForClassification(nn.Module):
             nn.init.trunc_normal_(module.cls_token, std=std, a=-2 * std, b=2 * std)
 
     def forward_features(self, x: torch.Tensor, output_attentions: bool = False, cls_only: bool = False):
-        "Images `(B, C, H, W)` → all tokens `(B, T, hidden)` (only [CLS], `(B, 1, hidden)`, with `cls_only`) and, if asked, each layer's attention maps."
+        "Images `(B, C, H, W)` → tokens `(B, T, hidden)` (`(B, 1, hidden)` with `cls_only`), and attentions if asked."
         x = self.embedding(x)                                        # (B, T, C); checks the input shape
         x, attentions = self.encoder(x, output_attentions, cls_only)  # (B, T or 1, C), [L x (B, H, T or 1, T)] or None
         return self.layernorm(x), attentions                         # (B, T or 1, C): each token normalised alone

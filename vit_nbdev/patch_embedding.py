@@ -22,9 +22,10 @@ def patchify(x: torch.Tensor,   # images, (B, C, H, W)
 
 # %% ../nbs/01_patch_embedding.ipynb #f2bf79b4
 def check_images(x: torch.Tensor, num_channels: int, image_size: int):
-    "Raise a `ValueError` stating expected and received shape unless `x` is a float batch `(B, num_channels, image_size, image_size)`."
+    "Raise a `ValueError` naming expected and received shape unless `x` is a float batch `(B, C, S, S)`."
     expected = f"(B, {num_channels}, {image_size}, {image_size})"
-    if not isinstance(x, torch.Tensor): raise ValueError(f"expected a tensor of shape {expected}, got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a tensor of shape {expected}, got {type(x).__name__}")
     if x.ndim != 4 or tuple(x.shape[1:]) != (num_channels, image_size, image_size):
         raise ValueError(f"expected images of shape {expected}, got {tuple(x.shape)}")
     if not x.is_floating_point():
