@@ -214,13 +214,13 @@ def visualize_attention(model: torch.nn.Module,  # a `ViTForClassification`
     logits, attentions = attention_maps(model, x)
     probs = logits.softmax(-1)                                         # (B, K)
     cls = torch.stack([cls_attention(a) for a in attentions], 1)       # (B, L, heads, N)
-    maps = [patch_grid(cls.mean((1, 2)) if layer is None else cls[:, layer].mean(1))]  # (B, h, w)
-    if rollout: maps.append(patch_grid(attention_rollout(attentions)[:, 0, 1:]))      # (B, h, w)
+    heatmaps = [patch_grid(cls.mean((1, 2)) if layer is None else cls[:, layer].mean(1))]  # (B, h, w)
+    if rollout: heatmaps.append(patch_grid(attention_rollout(attentions)[:, 0, 1:]))      # (B, h, w)
     n = len(x); nrows = math.ceil(n / ncols); cols = min(n, ncols)
-    fig = _figure((cols * (panel * (1 + len(maps)) + 0.3), nrows * (panel + 0.45) + 0.3))
+    fig = _figure((cols * (panel * (1 + len(heatmaps)) + 0.3), nrows * (panel + 0.45) + 0.3))
     for i in range(n):
         ax = fig.add_subplot(nrows, cols, i + 1, xticks=[], yticks=[])
-        ax.imshow(_concat([shown[i], *[overlay(shown[i], m[i], alpha) for m in maps]]))
+        ax.imshow(_concat([shown[i], *[overlay(shown[i], m[i], alpha) for m in heatmaps]]))
         text, colour = _title(int(probs[i].argmax()), probs[i], classes, None if labels is None else labels[i])
         ax.set_title(text, color=colour, fontsize=9)
     what = ('mean of all layers' if layer is None else f'layer {layer % len(attentions) + 1}') + ' · heads averaged'
