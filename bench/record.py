@@ -37,7 +37,7 @@ def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
         def git(*a): return subprocess.run(['git', *a], cwd=root, capture_output=True, text=True, check=True).stdout
-        changed = git('status', '--porcelain', '--', 'vit_nbdev', 'bench').strip()
+        changed = git('status', '--porcelain', '--', 'vit_nbdev', 'bench', ':!bench/results').strip()
         return git('rev-parse', 'HEAD').strip() + ('+changes' if changed else '')
     except (OSError, subprocess.CalledProcessError): return None
 
