@@ -1,6 +1,6 @@
 """What a benchmark saves next to its numbers: the machine, the versions, the command, the date and how busy the machine
 was, written as JSON under `bench/results/` so that every speed the README states comes from a committed file."""
-import json, os, platform, shlex, subprocess, sys
+import json, os, platform, shlex, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
@@ -11,6 +11,22 @@ RESULTS = Path(__file__).resolve().parent / 'results'
 def load_average() -> list:
     "The 1, 5 and 15-minute load averages (processes running or waiting for a core), rounded."
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_seconds() -> float:
+    "CPU seconds used so far by this process and its finished children (a DataLoader's workers, once joined)."
+    t = os.times()   # (children only to clock-tick resolution; this process to the nanosecond)
+    return time.process_time() + t.children_user + t.children_system
+
+
+class Clock:
+    """Wall-clock and CPU seconds of a block: `with Clock() as c: ...`, then `c.wall`, `c.cpu`. On a shared machine
+    the wall clock counts the time other processes held the cores; CPU seconds count only the work done."""
+    def __enter__(self):
+        self.t, self.c = time.perf_counter(), cpu_seconds()
+        return self
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.t, cpu_seconds() - self.c
 
 
 def cpu_model() -> str:
