@@ -1,6 +1,6 @@
 """One full CIFAR-10 epoch (train 50,000 images + test 10,000), the reference's way and vit_nbdev's way, back to back.
 
-    VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--skip-data]
+    VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--ref-threads N] [--skip-data]
 
 - reference: the seed's per-head model (`use_faster_attention=False`) computing every token of every block as the
   seed does (`AllTokens` from `throughput.py`), fed by a torchvision `DataLoader` with 2 workers
@@ -11,9 +11,13 @@
 - vit_nbdev: `prepare_data` + `Trainer.train` for one epoch, as `vit_train` runs it (fast attention, batch-wise tensor
   augmentation, experiment files committed at the end of the epoch).
 
-Data loading from disk happens before the clock starts for both. Prints seconds and the ratio; asserts nothing.
+Data loading from disk happens before the clock starts for both. Each time is given in wall-clock seconds and in CPU
+seconds of this process and its DataLoader workers: on a shared machine the wall clock also counts the time other
+processes held the cores. Prints seconds and the ratios, asserts nothing, and saves every number with the machine,
+the versions, the command and the load average before and after (of the whole run and of each epoch) in
+`bench/results/epoch.json`.
 """
-import argparse, os, platform, tempfile, time
+import argparse, os, tempfile
 import torch
 from torch import nn, optim
 from torch.utils.data import Dataset, DataLoader
@@ -23,6 +27,7 @@ from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.data import load_cifar10, prepare_data
 from vit_nbdev.train import Trainer
 from throughput import AllTokens   # bench/ is on the path when this script runs
+import record
 
 
 class PickleCIFAR10(Dataset):
@@ -44,8 +49,10 @@ def reference_loaders(data_dir, batch_size=256, num_workers=2):
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     test_tf = transforms.Compose([transforms.ToTensor(), transforms.Resize((32, 32)),
                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-    train = DataLoader(PickleCIFAR10(data_dir, True, train_tf), batch_size=batch_size, shuffle=True, num_workers=num_workers)
-    test = DataLoader(PickleCIFAR10(data_dir, False, test_tf), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    train = DataLoader(PickleCIFAR10(data_dir, True, train_tf), batch_size=batch_size, shuffle=True,
+                       num_workers=num_workers)
+    test = DataLoader(PickleCIFAR10(data_dir, False, test_tf), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers)
     return train, test
 
 
@@ -75,44 +82,70 @@ def main():
     p.add_argument('--data-dir', default=None)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None, help="vit_nbdev's CPU threads (default: vit_train's default)")
+    p.add_argument('--ref-threads', type=int, default=None,
+                   help="the reference's CPU threads (default: PyTorch's, as the seed runs)")
     p.add_argument('--skip-data', action='store_true', help='do not time the data pipelines on their own')
+    p.add_argument('--out', default=None, help='where to save the results (default bench/results/epoch.json)')
     a = p.parse_args()
     device = torch.device(a.device)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+    rec = record.header('epoch', device, record.load_average())
+    mach = rec['machine']
+    print(f"machine: {mach.get('gpu') or mach['cpu']}, {mach['cores']} cores, "
+          f"load average {rec['load_average']['before']}; "
           f"torch {torch.__version__}; device {device}")
+    data_dir = a.data_dir or os.environ.get('VIT_DATA_DIR')
+    res = {'reference': {'dataloader_workers': 2}, 'vit_nbdev': {}}
 
-    # -- the reference's epoch (PyTorch's default threads, as the seed runs)
-    rtrain, rtest = reference_loaders(a.data_dir)
+    # -- the reference's epoch (PyTorch's default threads, as the seed runs, unless --ref-threads)
+    if a.ref_threads: torch.set_num_threads(a.ref_threads)
+    rtrain, rtest = reference_loaders(data_dir)
     if not a.skip_data:
-        t = time.perf_counter()
-        for _ in rtrain: pass
-        print(f"reference data only (2 workers, PIL): {time.perf_counter() - t:.1f} s per epoch of training data")
+        with record.Clock() as c:
+            for _ in rtrain: pass
+        res['reference'].update(data_seconds=round(c.wall, 2), data_cpu_seconds=round(c.cpu, 2))
+        print(f"reference data only (2 workers, PIL): {c.wall:.1f} s ({c.cpu:.1f} CPU s) per epoch of training data")
     torch.manual_seed(0)
     model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False))).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
-    t = time.perf_counter()
-    r = reference_epoch(model, opt, nn.CrossEntropyLoss(), rtrain, rtest, device)
-    ref = time.perf_counter() - t
-    print(f"reference epoch ({torch.get_num_threads()} threads): {ref:.1f} s  (train loss {r[0]:.4f}, test loss {r[1]:.4f}, accuracy {100 * r[2]:.2f}%)")
+    load = record.load_average()
+    with record.Clock() as ref:
+        r = reference_epoch(model, opt, nn.CrossEntropyLoss(), rtrain, rtest, device)
+    res['reference'].update(threads=torch.get_num_threads(), epoch_seconds=round(ref.wall, 2),
+                            epoch_cpu_seconds=round(ref.cpu, 2), train_loss=r[0], test_loss=r[1], accuracy=r[2],
+                            load_average={'before': load, 'after': record.load_average()})
+    print(f"reference epoch ({torch.get_num_threads()} threads): {ref.wall:.1f} s ({ref.cpu:.1f} CPU s)  "
+          f"(train loss {r[0]:.4f}, test loss {r[1]:.4f}, accuracy {100 * r[2]:.2f}%)")
 
     # -- vit_nbdev's epoch
     if a.threads: torch.set_num_threads(a.threads)
-    trainloader, testloader = prepare_data(256, a.data_dir, device=device)
+    trainloader, testloader = prepare_data(256, data_dir, device=device)
     if not a.skip_data:
-        t = time.perf_counter()
-        for _ in trainloader: pass
-        print(f"vit_nbdev data only (tensor ops): {time.perf_counter() - t:.2f} s per epoch of training data")
+        with record.Clock() as c:
+            for _ in trainloader: pass
+        res['vit_nbdev'].update(data_seconds=round(c.wall, 3), data_cpu_seconds=round(c.cpu, 3))
+        print(f"vit_nbdev data only (tensor ops): {c.wall:.2f} s ({c.cpu:.2f} CPU s) per epoch of training data")
     torch.manual_seed(0)
     model = ViTForClassification(ViTConfig()).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, progress=False, verbose=False)
-        t = time.perf_counter()
-        m = trainer.train(trainloader, testloader, 1)
-        ours = time.perf_counter() - t
-    print(f"vit_nbdev epoch ({torch.get_num_threads()} threads): {ours:.1f} s  (train loss {m['train_losses'][0]:.4f}, "
-          f"test loss {m['test_losses'][0]:.4f}, accuracy {100 * m['accuracies'][0]:.2f}%)")
-    print(f"vit_nbdev / reference epoch time: {ours / ref:.2f}x  (target <= 0.6x)")
+        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, progress=False,
+                          verbose=False)
+        load = record.load_average()
+        with record.Clock() as ours:
+            m = trainer.train(trainloader, testloader, 1)
+    res['vit_nbdev'].update(threads=torch.get_num_threads(), epoch_seconds=round(ours.wall, 2),
+                            epoch_cpu_seconds=round(ours.cpu, 2), train_loss=m['train_losses'][0],
+                            test_loss=m['test_losses'][0], accuracy=m['accuracies'][0],
+                            load_average={'before': load, 'after': record.load_average()})
+    print(f"vit_nbdev epoch ({torch.get_num_threads()} threads): {ours.wall:.1f} s ({ours.cpu:.1f} CPU s)  "
+          f"(train loss {m['train_losses'][0]:.4f}, test loss {m['test_losses'][0]:.4f}, "
+          f"accuracy {100 * m['accuracies'][0]:.2f}%)")
+    ratio, ratio_cpu = ours.wall / ref.wall, ours.cpu / ref.cpu
+    print(f"vit_nbdev / reference epoch time: {ratio:.2f}x, CPU time: {ratio_cpu:.2f}x  (target <= 0.6x)")
+    rec.update(settings={'batch_size': 256, 'train_images': len(trainloader.dataset),
+                         'test_images': len(testloader.dataset), 'timed_data': not a.skip_data},
+               results=res, ratio_epoch_seconds=round(ratio, 3), ratio_epoch_cpu_seconds=round(ratio_cpu, 3))
+    record.save(rec, a.out)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """Images per second of a training step and of evaluation, batch 256, AdamW, for three models of the seed's shape.
 
-    python bench/throughput.py [--device cpu|cuda] [--batch-size 256] [--rounds 5] [--steps 10] [--threads N]
+    python bench/throughput.py [--device cpu|cuda] [--batch-size 256] [--rounds 5] [--steps 10] [--threads N] [--out F]
 
 - `per-head`: vit_nbdev with the seed's per-head attention (`use_faster_attention=False`), run as the seed runs it
   (every token of every block), the reference's structure and work;
@@ -11,12 +11,16 @@
   reads (same logits; chapter 5, "Only what the head reads").
 
 The machine is shared, so the models are measured in interleaved rounds and the best round of each is reported
-(the least disturbed one); the median is printed next to it. It prints numbers; it asserts nothing.
+(the least disturbed one); the median is printed next to it. Each rate is given per wall-clock second and per CPU
+second of this process: on a shared machine the wall clock also counts the time other processes held the cores.
+It prints numbers, asserts nothing, and saves every number with the machine, the versions, the command and the load
+average before and after in `bench/results/throughput.json`.
 """
-import argparse, os, platform, statistics, time
+import argparse, statistics, time
 import torch
 from torch import nn, optim
 from vit_nbdev.model import ViTConfig, ViTForClassification
+import record   # bench/ is on the path when this script runs
 
 
 class AllTokens(nn.Module):
@@ -26,6 +30,12 @@ class AllTokens(nn.Module):
         self.model = model
     def forward(self, x):
         return self.model.forward_head(self.model.forward_features(x)[0]), None
+
+
+ROUNDS = 5   # the full run
+# what is measured, per model and round: images per wall-clock second (what a user waits for) and per CPU second of
+# this process (the work done, which other processes on a shared machine disturb far less)
+KINDS = ('train_img_s', 'eval_img_s', 'train_img_per_cpu_s', 'eval_img_per_cpu_s')
 
 
 def build_models(device):
@@ -53,7 +63,7 @@ def sync(device):
 
 
 def time_train(model, x, y, steps, device):
-    "Seconds for `steps` AdamW training steps on the batch (x, y)."
+    "Wall-clock and CPU seconds (a `record.Clock`) of `steps` AdamW training steps on the batch (x, y)."
     model.train()
     opt, loss_func = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2), nn.CrossEntropyLoss()
     def step():
@@ -62,56 +72,79 @@ def time_train(model, x, y, steps, device):
         loss.backward()
         opt.step()
     step(); step(); sync(device)                     # warm-up: allocations, optimizer state
-    t = time.perf_counter()
-    for _ in range(steps): step()
-    sync(device)
-    return time.perf_counter() - t
+    with record.Clock() as c:
+        for _ in range(steps): step()
+        sync(device)
+    return c
 
 
 @torch.inference_mode()
 def time_eval(model, x, steps, device):
-    "Seconds for `steps` forward passes in inference mode."
+    "Wall-clock and CPU seconds (a `record.Clock`) of `steps` forward passes in inference mode."
     model.eval()
     logits_of(model(x)); sync(device)
-    t = time.perf_counter()
-    for _ in range(steps): logits_of(model(x)).argmax(1)
-    sync(device)
-    return time.perf_counter() - t
+    with record.Clock() as c:
+        for _ in range(steps): logits_of(model(x)).argmax(1)
+        sync(device)
+    return c
+
+
+def summary(rates: list) -> dict:
+    "Best, median and every round of a list of images per second, to 0.1 image/s."
+    return {'best': round(max(rates), 1), 'median': round(statistics.median(rates), 1),
+            'rounds': [round(r, 1) for r in rates]}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--rounds', type=int, default=5)
+    p.add_argument('--rounds', type=int, default=ROUNDS,
+                   help=f'interleaved rounds (default {ROUNDS}; fewer: a shorter run, marked so in the results)')
     p.add_argument('--steps', type=int, default=10, help='training steps per round (eval does 3x as many)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (default: PyTorch\'s, one per core)')
+    p.add_argument('--out', default=None, help='where to save the results (default bench/results/throughput.json)')
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    load0 = os.getloadavg()[0]
+    rec = record.header('throughput', device, record.load_average())
+    t0 = time.perf_counter()
     models = build_models(device)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch_size, 3, 32, 32, generator=g).to(device)   # (B, 3, 32, 32)
     y = torch.randint(0, 10, (a.batch_size,), generator=g).to(device)  # (B,)
-    train = {k: [] for k in models}; evals = {k: [] for k in models}
+    rates = {kind: {k: [] for k in models} for kind in KINDS}
     for _ in range(a.rounds):   # interleaved, so a burst of load elsewhere hits every model alike
         for k, m in models.items():
-            train[k].append(a.batch_size * a.steps / time_train(m, x, y, a.steps, device))
-            evals[k].append(a.batch_size * 3 * a.steps / time_eval(m, x, 3 * a.steps, device))
-    dev = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads'
-    print(f'load average before: {load0:.2f}, after: {os.getloadavg()[0]:.2f}')
-    print(f'device: {dev}; torch {torch.__version__}; batch {a.batch_size}; best (median) of {a.rounds} rounds')
-    print("| model | params | train step img/s | eval img/s |")
-    print("|---|---:|---:|---:|")
+            n_train, n_eval = a.batch_size * a.steps, a.batch_size * 3 * a.steps
+            tc, ec = time_train(m, x, y, a.steps, device), time_eval(m, x, 3 * a.steps, device)
+            for kind, v in zip(KINDS, (n_train / tc.wall, n_eval / ec.wall, n_train / tc.cpu, n_eval / ec.cpu)):
+                rates[kind][k].append(v)
+    load = rec['load_average']['before'][0], record.load_average()[0]
+    print(f'load average (1 min) before: {load[0]:.2f}, after: {load[1]:.2f}')
+    print(f"device: {rec['machine'].get('gpu') or rec['machine']['cpu']}, {rec['machine']['cores']} cores, "
+          f"{torch.get_num_threads()} torch threads; torch {torch.__version__}; batch {a.batch_size}; "
+          f"best (median) of {a.rounds} rounds")
+    print("| model | params | train step img/s | eval img/s | train step img/CPU-s | eval img/CPU-s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
     for k, m in models.items():
         n = sum(p.numel() for p in m.parameters())
-        print(f"| {k} | {n:,} | {max(train[k]):,.0f} ({statistics.median(train[k]):,.0f}) "
-              f"| {max(evals[k]):,.0f} ({statistics.median(evals[k]):,.0f}) |")
-    fast, names = 'vit_nbdev fast path', list(models)
+        print(f"| {k} | {n:,} | " + " | ".join(f"{max(rates[kind][k]):,.0f} ({statistics.median(rates[kind][k]):,.0f})"
+                                             for kind in KINDS) + " |")
+        rows.append({'model': k, 'params': n, **{kind: summary(rates[kind][k]) for kind in KINDS}})
+    fast, names, ratios = 'vit_nbdev fast path', list(models), []
     for other in names[:-1]:
-        print(f"vit_nbdev fast path / {other}: train {max(train[fast]) / max(train[other]):.2f}x, "
-              f"eval {max(evals[fast]) / max(evals[other]):.2f}x")
+        r = {'model': fast, 'over': other,
+             **{kind: round(max(rates[kind][fast]) / max(rates[kind][other]), 3) for kind in KINDS}}
+        print(f"vit_nbdev fast path / {other}: train {r['train_img_s']:.2f}x, eval {r['eval_img_s']:.2f}x "
+              f"(per CPU second: {r['train_img_per_cpu_s']:.2f}x, {r['eval_img_per_cpu_s']:.2f}x)")
+        ratios.append(r)
+    rec.update(threads=torch.get_num_threads(), seconds=round(time.perf_counter() - t0, 1),
+               settings={'batch_size': a.batch_size, 'rounds': a.rounds, 'steps': a.steps, 'eval_steps': 3 * a.steps,
+                         'shortened': a.rounds < ROUNDS, 'statistic': 'best and median over the rounds'},
+               models=rows, ratios_of_best=ratios)
+    record.save(rec, a.out)
 
 
 if __name__ == '__main__':

@@ -1,63 +1,114 @@
 """Crash check: `kill -9` a `vit_train` run after epoch K, resume it, and compare with an uninterrupted run.
 
-    python tools/check_resume.py [--epochs 4] [--kill-after 2] [--delay 5] -- VIT_TRAIN_ARGS...
+    python tools/check_resume.py [--epochs 4] [--kill-after 2] [--delay 0] -- VIT_TRAIN_ARGS...
 
 e.g. `python tools/check_resume.py -- --data-dir ~/cifar10 --threads 2` or
-`python tools/check_resume.py -- --dataset imagefolder --data-dir my_images`.
+`python tools/check_resume.py -- --dataset imagefolder --data-dir my_images --batch-size 8 --threads 1`.
 It trains `--epochs` epochs uninterrupted, then trains again and sends SIGKILL `--delay` seconds after epoch
-`--kill-after` was committed (so the kill lands in the middle of the next epoch, or of its files being written),
-then runs the same command with `--resume`. It prints both metrics and exits 0 only if they are identical.
+`--kill-after` was committed (default 0: at once, so the kill lands early in the next epoch even where an epoch takes
+a fraction of a second), then runs the same command with `--resume`. It fails (exit code 1) unless
+- the kill interrupted the run: the process was still running, the epoch committed at the kill is below `--epochs`
+  and no `model_final.safetensors` was written;
+- the resumed run resumed from that epoch K: it prints `resuming DIR after epoch K of N`, trains exactly the epochs
+  K+1..N, and its metrics start with the K epochs committed before the kill;
+- the resumed run's train losses, test losses and accuracies equal the uninterrupted run's, exactly.
 """
-import argparse, json, os, signal, subprocess, sys, tempfile, time
+import argparse, json, os, re, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
 VIT_TRAIN = [sys.executable, '-c', 'import sys; from vit_nbdev.train import vit_train; sys.exit(vit_train())']
+KEYS = ('train_losses', 'test_losses', 'accuracies')
+
+
+def read_metrics(exp_dir: Path) -> dict:
+    "The experiment's metrics.json ({} if there is none yet, or it cannot be read)."
+    try: return json.loads((exp_dir / 'metrics.json').read_text())
+    except (FileNotFoundError, json.JSONDecodeError): return {}
 
 
 def committed_epoch(exp_dir: Path) -> int:
     "The last epoch `metrics.json` names (0 if none yet)."
-    try: return json.loads((exp_dir / 'metrics.json').read_text()).get('epoch', 0)
-    except (FileNotFoundError, json.JSONDecodeError): return 0
+    return read_metrics(exp_dir).get('epoch', 0)
 
 
-def metrics(exp_dir: Path) -> dict:
-    m = json.loads((exp_dir / 'metrics.json').read_text())
-    return {k: m[k] for k in ('train_losses', 'test_losses', 'accuracies')}
+def trained_epochs(stdout: str) -> list:
+    "The epochs a `vit_train` run trained, from its `epoch  k/N ...` lines."
+    return [int(k) for k in re.findall(r'^epoch\s+(\d+)/\d+\s', stdout, flags=re.M)]
+
+
+def fail(msg: str):
+    print(f'FAIL: {msg}', file=sys.stderr)
+    sys.exit(1)
+
+
+def train(cmd: list) -> str:
+    "Run a `vit_train` command to the end; return its stdout (fail with its output if it fails)."
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode: fail(f'{" ".join(cmd[3:])} exited with {r.returncode}:\n{r.stdout}{r.stderr}')
+    return r.stdout
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--epochs', type=int, default=4)
     p.add_argument('--kill-after', type=int, default=2, help='kill once this epoch is committed')
-    p.add_argument('--delay', type=float, default=5.0, help='seconds between that commit and the kill')
+    p.add_argument('--delay', type=float, default=0.0,
+                   help='seconds between that commit and the kill (default 0: at once)')
     p.add_argument('train_args', nargs=argparse.REMAINDER, help='arguments for vit_train (after --)')
     a = p.parse_args()
     if not 0 < a.kill_after < a.epochs: sys.exit('--kill-after must be between 0 and --epochs')
     extra = [x for x in a.train_args if x != '--']
     with tempfile.TemporaryDirectory() as out:
         def cmd(name, *more):
-            return VIT_TRAIN + ['--exp-name', name, '--epochs', str(a.epochs), '--out-dir', out, '--no-progress', *extra, *more]
+            return VIT_TRAIN + ['--exp-name', name, '--epochs', str(a.epochs), '--out-dir', out, '--no-progress',
+                                *extra, *more]
         t = time.perf_counter()
-        subprocess.run(cmd('uninterrupted'), check=True, stdout=subprocess.DEVNULL)
-        print(f'uninterrupted run: {a.epochs} epochs in {time.perf_counter() - t:.0f} s')
+        epochs = trained_epochs(train(cmd('uninterrupted')))
+        if epochs != list(range(1, a.epochs + 1)): fail(f'the uninterrupted run trained epochs {epochs}')
+        print(f'uninterrupted run: {a.epochs} epochs in {time.perf_counter() - t:.1f} s')
 
+        # -- the killed run: SIGKILL `--delay` s after epoch `--kill-after` is committed
         exp = Path(out) / 'killed'
-        proc = subprocess.Popen(cmd('killed'), stdout=subprocess.DEVNULL)
+        log = Path(out) / 'killed.log'
+        with open(log, 'w') as f: proc = subprocess.Popen(cmd('killed'), stdout=f, stderr=subprocess.STDOUT)
         while committed_epoch(exp) < a.kill_after:
-            if proc.poll() is not None: sys.exit(f'the run ended (exit code {proc.returncode}) before epoch {a.kill_after}')
-            time.sleep(0.05)
+            if proc.poll() is not None:
+                fail(f'the run ended (exit code {proc.returncode}) before epoch {a.kill_after}:\n{log.read_text()}')
+            time.sleep(0.005)
         time.sleep(a.delay)
-        os.kill(proc.pid, signal.SIGKILL); proc.wait()
-        print(f'killed (SIGKILL) {a.delay} s after epoch {committed_epoch(exp)} was committed; '
-              f'files left: {sorted(f.name for f in exp.iterdir())}')
-        subprocess.run(cmd('killed', '--resume'), check=True, stdout=subprocess.DEVNULL)
+        running = proc.poll() is None   # (poll reaps a process that ended: only a running one can be killed)
+        if running: os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = read_metrics(exp)   # what the kill left committed
+        k = before.get('epoch', 0)
+        print(f'{a.delay:g} s after epoch {a.kill_after} was committed: '
+              + ('killed (SIGKILL)' if running else f'the run had already ended (exit code {proc.returncode})')
+              + f'; epoch {k} committed; files left: {sorted(f.name for f in exp.iterdir())}')
+        if not running and proc.returncode != 0: fail(f'the run failed on its own:\n{log.read_text()}')
+        if not running or k >= a.epochs or (exp / 'model_final.safetensors').exists():
+            fail('the kill came after the run finished: nothing was interrupted; use a smaller --delay or more epochs')
 
-        ref, res = metrics(Path(out) / 'uninterrupted'), metrics(exp)
-    for k in ref:
-        print(f'{k:13s} uninterrupted {ref[k]}\n{"":13s} resumed       {res[k]}')
-    same = ref == res
-    print('metrics identical' if same else 'METRICS DIFFER')
-    sys.exit(0 if same else 1)
+        # -- the resumed run: must say it resumes after epoch k, and train only the epochs after it
+        stdout = train(cmd('killed', '--resume'))
+        said = re.findall(r'^resuming (.+) after epoch (\d+) of (\d+)$', stdout, flags=re.M)
+        print(f'resumed run said: {"; ".join(f"resuming {d} after epoch {e} of {n}" for d, e, n in said) or "nothing"}')
+        if [(Path(d).resolve(), int(e), int(n)) for d, e, n in said] != [(exp.resolve(), k, a.epochs)]:
+            fail(f'the resumed run did not say `resuming {exp} after epoch {k} of {a.epochs}` (once)')
+        epochs = trained_epochs(stdout)
+        print(f'resumed run trained epochs {epochs}')
+        if epochs != list(range(k + 1, a.epochs + 1)):
+            fail(f'the resumed run trained epochs {epochs}, not {k + 1}..{a.epochs}')
+        ref, res = read_metrics(Path(out) / 'uninterrupted'), read_metrics(exp)
+
+    problems = []
+    for key in KEYS:
+        print(f'{key:13s} uninterrupted {ref[key]}\n{"":13s} resumed       {res[key]}')
+        if len(res[key]) != a.epochs: problems.append(f'{key}: {len(res[key])} entries, not {a.epochs}')
+        if res[key][:k] != before[key]: problems.append(f'{key}: the first {k} differ from those committed at the kill')
+        if res[key] != ref[key]: problems.append(f'{key}: resumed and uninterrupted runs differ')
+    if problems: fail('; '.join(problems))
+    print(f'PASS: killed after epoch {k} of {a.epochs} was committed, resumed from it, and the train losses, '
+          f'test losses and accuracies are identical to the uninterrupted run')
 
 
 if __name__ == '__main__':
