@@ -279,19 +279,21 @@ def _hf_config(c: ViTConfig):
                         image_size=c.image_size, patch_size=c.patch_size, num_channels=c.num_channels,
                         qkv_bias=c.qkv_bias, num_labels=c.num_classes)
 
-# %% ../nbs/07_interop.ipynb #d7c990eb
+# %% ../nbs/07_interop.ipynb #f18443ce
 def _offline_env() -> bool:
     "Whether the environment asks the Hugging Face libraries to stay offline (`HF_HUB_OFFLINE`)."
     return os.environ.get('HF_HUB_OFFLINE', '').strip().lower() in ('1', 'true', 'yes', 'on')
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    "Whether a connection to the Hugging Face Hub (`HF_ENDPOINT`) opens; assumed so behind a proxy."
-    if _offline_env(): return False
-    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return True
+_PROXIES = ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')
+
+def _hub_unavailable(timeout: float = 3.0) -> str:
+    "Why the Hugging Face Hub (`HF_ENDPOINT`) cannot be used now; '' when it can (assumed so behind a proxy)."
+    if _offline_env(): return 'HF_HUB_OFFLINE is set'
+    if any(os.environ.get(v) for v in _PROXIES): return ''
     url = urlparse(os.environ.get('HF_ENDPOINT') or 'https://huggingface.co')
     try: socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
-    except OSError: return False
-    return True
+    except OSError: return f'the Hub ({url.hostname}) cannot be reached'
+    return ''
 
 def _one_line(e: Exception) -> str:
     "The first line of an exception's message, with its type."
@@ -310,7 +312,8 @@ def _hf_pretrained(src: str, local_files_only: bool = False):
         except Exception: pass
         where = f"{src!r} is not a folder and not in the Hugging Face cache"
         if local_files_only: raise ModelSourceError(f"{where} (local_files_only=True)")
-        if not _hub_reachable(): raise ModelSourceError(f"{where}, and the Hub cannot be reached: it needs the network")
+        why = _hub_unavailable()
+        if why: raise ModelSourceError(f"{where}, and {why}: it needs the network")
     try: return load(local_files_only=local_files_only)
     except UnsupportedModelError: raise
     except Exception as e: raise ModelSourceError(f"cannot load {src!r}: {_one_line(e)}") from None
@@ -318,10 +321,11 @@ def _hf_pretrained(src: str, local_files_only: bool = False):
 def _timm_pretrained(name: str):
     "timm's pretrained model `name`, downloaded (or from the cache when `HF_HUB_OFFLINE` is set)."
     timm = _require('timm')
-    if not timm.is_model(name.split('.')[0]): raise ModelSourceError(f"{name!r} is not a timm model name")
-    if not _offline_env() and not _hub_reachable():
-        raise ModelSourceError(f"timm's pretrained {name!r} comes from the Hugging Face Hub, which cannot be reached: "
-                               f"it needs the network")
+    if not name.startswith('hf-hub:') and not timm.is_model(name.split('.')[0]):   # 'name.pretrained_tag'
+        raise ModelSourceError(f"{name!r} is not a timm model name")
+    why = '' if _offline_env() else _hub_unavailable()       # HF_HUB_OFFLINE: timm looks in the cache only
+    if why: raise ModelSourceError(f"timm's pretrained {name!r} comes from the Hugging Face Hub, and {why}: it needs "
+                                   f"the network (or HF_HUB_OFFLINE=1 to use the cache)")
     try: return timm.create_model(name, pretrained=True)
     except Exception as e: raise ModelSourceError(f"cannot load timm's {name!r}: {_one_line(e)}") from None
 
