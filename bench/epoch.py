@@ -41,6 +41,14 @@ class PickleCIFAR10(Dataset):
         return self.transform(Image.fromarray(self.data[i])), self.targets[i]
 
 
+def time_data(loader, res: dict, what: str):
+    "Time one pass over `loader`'s batches alone (no model); record wall-clock and CPU seconds in `res`."
+    with record.Clock() as c:
+        for _ in loader: pass
+    res.update(data_seconds=round(c.wall, 3), data_cpu_seconds=round(c.cpu, 3))
+    print(f"{what}: {c.wall:.2f} s ({c.cpu:.2f} CPU s) per epoch of training data")
+
+
 def reference_loaders(data_dir, batch_size=256, num_workers=2):
     "The seed's `prepare_data`: PIL transforms in 2 worker processes."
     train_tf = transforms.Compose([
@@ -99,11 +107,7 @@ def main():
     # -- the reference's epoch (PyTorch's default threads, as the seed runs, unless --ref-threads)
     if a.ref_threads: torch.set_num_threads(a.ref_threads)
     rtrain, rtest = reference_loaders(data_dir)
-    if not a.skip_data:
-        with record.Clock() as c:
-            for _ in rtrain: pass
-        res['reference'].update(data_seconds=round(c.wall, 2), data_cpu_seconds=round(c.cpu, 2))
-        print(f"reference data only (2 workers, PIL): {c.wall:.1f} s ({c.cpu:.1f} CPU s) per epoch of training data")
+    if not a.skip_data: time_data(rtrain, res['reference'], 'reference data only (2 workers, PIL)')
     torch.manual_seed(0)
     model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False))).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
@@ -119,11 +123,7 @@ def main():
     # -- vit_nbdev's epoch
     if a.threads: torch.set_num_threads(a.threads)
     trainloader, testloader = prepare_data(256, data_dir, device=device)
-    if not a.skip_data:
-        with record.Clock() as c:
-            for _ in trainloader: pass
-        res['vit_nbdev'].update(data_seconds=round(c.wall, 3), data_cpu_seconds=round(c.cpu, 3))
-        print(f"vit_nbdev data only (tensor ops): {c.wall:.2f} s ({c.cpu:.2f} CPU s) per epoch of training data")
+    if not a.skip_data: time_data(trainloader, res['vit_nbdev'], 'vit_nbdev data only (tensor ops)')
     torch.manual_seed(0)
     model = ViTForClassification(ViTConfig()).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
