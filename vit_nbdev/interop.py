@@ -140,7 +140,7 @@ def _ours(config: ViTConfig, fused_sd: dict, like: nn.Module) -> ViTForClassific
     model.load_state_dict(sd)
     return _like(model, like)
 
-# %% ../nbs/08_interop.ipynb #da4f0ee8
+# %% ../nbs/08_interop.ipynb #473bfe32
 def _timm_block_refusals(b, vt, layers) -> list:
     "The options of timm block `b` that our block does not have."
     a, mlp = getattr(b, 'attn', None), getattr(b, 'mlp', None)
@@ -172,7 +172,8 @@ def _timm_refusals(m) -> list:
         ('pre_norm=True', not isinstance(m.norm_pre, nn.Identity)),
         ('fc_norm=True', not isinstance(m.fc_norm, nn.Identity)),
         ('num_classes=0', not isinstance(m.head, nn.Linear)),
-        (f'embed_layer={type(pe).__name__}', type(pe) is not layers.PatchEmbed or pe.proj.bias is None),
+        (f'embed_layer={type(pe).__name__}', type(pe) is not layers.PatchEmbed),
+        ('a patch projection without bias', getattr(getattr(pe, 'proj', None), 'bias', 0) is None),
         ('embed_norm_layer', not isinstance(pe.norm, nn.Identity)),
         (f'img_size={pe.img_size} / patch_size={pe.patch_size} (not square)',
          len(set(pe.img_size)) > 1 or len(set(pe.patch_size)) > 1),
