@@ -11,7 +11,7 @@ __all__ = ['CHECKPOINT_FORMAT', 'RECIPES', 'TRAIN_ERRORS', 'ExperimentExistsErro
            'import_chapters', 'train_parser', 'vit_train']
 
 # %% ../nbs/06_training.ipynb #d4b5d658
-import os, sys, json, math, time, shutil, platform, tempfile, warnings, argparse, importlib, pkgutil
+import os, sys, ast, json, math, time, shutil, platform, tempfile, warnings, argparse, importlib, pkgutil
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 import torch
@@ -420,7 +420,10 @@ class TrainConfig(ExperimentConfig):
     download: bool = setting(True, 'download CIFAR-10 when it is missing')
     train_sample_size: int = setting(None, 'train on a random subset of this many images (quick runs)')
     test_sample_size: int = setting(None, 'evaluate on a random subset of this many images (quick runs)')
-    model: dict = setting({}, 'ViTConfig fields that differ from the seed model, e.g. {"hidden_size": 96}')
+    model: dict = setting({}, 'ViTConfig fields that differ from the seed model: --model hidden_size=96 '
+                          'num_hidden_layers=6 ... (any ViTConfig field but image_size and num_classes)')
+    image_size: int = setting(32, 'imagefolder: side of the square images, and the model\'s image_size '
+                              '(CIFAR-10: 32 only)')
     amp: str = setting('auto', 'mixed precision: auto (bfloat16 or float16 by GPU capability, none on CPU), off, '
                        'bfloat16 or float16', choices=('auto', 'off', 'bfloat16', 'float16'))
     compile: bool = setting(False, 'torch.compile the model (worth it on a GPU)')
@@ -446,6 +449,19 @@ class TrainConfig(ExperimentConfig):
         for f in fields(self):
             v, choices = getattr(self, f.name), f.metadata.get('choices')
             if choices and v not in choices: raise ValueError(f"{f.name} must be one of {choices}, got {v!r}")
+        self.vit_config(num_classes=10)                                   # a bad model field fails now, named
+        if self.dataset == 'cifar10' and self.image_size != 32:
+            raise ValueError(f"image_size {self.image_size}: CIFAR-10's images are 32x32; --image-size is for "
+                             f"--dataset imagefolder")
+
+    def vit_config(self, num_classes: int) -> ViTConfig:
+        "The model's `ViTConfig`: the seed's, changed by `model`, at `image_size`, with the dataset's `num_classes`."
+        if not isinstance(self.model, dict): raise ValueError(f"model must be a dict, got {self.model!r}")
+        for name, flag in (('image_size', '--image-size'), ('num_classes', "the dataset's classes")):
+            if name in self.model:
+                raise ValueError(f"model: {name} is not a model setting here; it comes from {flag}")
+        try: return ViTConfig.from_dict({**self.model, 'image_size': self.image_size, 'num_classes': num_classes})
+        except (TypeError, ValueError) as e: raise ValueError(f"model: {e}") from None
 
     def command(self) -> str:
         "The `vit_train` command line that runs this configuration (the flags that differ from the defaults)."
@@ -453,9 +469,10 @@ class TrainConfig(ExperimentConfig):
         flags = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v == default[f.name] or f.name == 'model': continue
+            if v == default[f.name]: continue
             flag = f"--{'no-' if v is False else ''}{f.name.replace('_', '-')}"
-            flags.append(flag if isinstance(v, bool) else f'{flag} {v}')
+            if isinstance(v, dict): flags.append(' '.join([flag, *(f'{k}={x}' for k, x in v.items())]))
+            else: flags.append(flag if isinstance(v, bool) else f'{flag} {v}')
         return ' '.join(['vit_train', *flags])
 
     @classmethod
@@ -468,12 +485,22 @@ class TrainConfig(ExperimentConfig):
                    threads=t.get('threads'), label_smoothing=t.get('label_smoothing') or 0.1)
 
 # %% ../nbs/06_training.ipynb #f643b35c
+def _key_value(text: str) -> tuple:
+    "`'key=value'` as `(key, value)`, the value read as a Python literal (`96`, `0.1`, `False`), else as a string."
+    key, eq, value = text.partition('=')
+    if not eq or not key: raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try: return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError): return key, value
+
 def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> argparse.ArgumentParser:
     "Add a `--flag-name` (also spelled `--flag_name`) for each field of dataclass `config_cls`: type, default, help."
     for f in fields(config_cls):
-        if f.name in skip or f.type in (dict, list, 'dict', 'list'): continue
+        if f.name in skip or f.type in (list, 'list'): continue
         names = [f"--{f.name.replace('_', '-')}"] + ([f'--{f.name}'] if '_' in f.name else [])
         default, help, choices = f.default, f.metadata.get('help', ''), f.metadata.get('choices')
+        if f.type in (dict, 'dict'):                                 # --model key=value key=value ...
+            parser.add_argument(*names, dest=f.name, nargs='+', type=_key_value, metavar='KEY=VALUE', help=help)
+            continue
         if f.type in (bool, 'bool'):
             if default:
                 parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false',
@@ -488,11 +515,15 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> 
         parser.add_argument(*names, dest=f.name, type=typ, choices=choices, help=help, **kw)
     return parser
 
+
 # %% ../nbs/06_training.ipynb #e45c5c7b
 def config_from_args(config_cls, args: argparse.Namespace, **fixed):
     "The `config_cls` that parsed `args` describe (fields that have no flag keep their defaults, or `fixed`)."
-    names = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in vars(args).items() if k in names}, **fixed)
+    kinds = {f.name: f.type for f in fields(config_cls)}
+    values = {k: dict(v) if kinds[k] in (dict, 'dict') else v for k, v in vars(args).items()
+              if k in kinds and not (v is None and kinds[k] in (dict, 'dict'))}   # a dict flag not given: the default
+    return config_cls(**values, **fixed)
+
 
 # %% ../nbs/06_training.ipynb #51ba4b1d
 RECIPES = {}
@@ -563,10 +594,11 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device {device} asked for, but CUDA is not available")
     trainloader, testloader = prepare_data(cfg.batch_size, cfg.data_dir, cfg.dataset, seed=cfg.seed,          # 1 data
-                                           device=device, train_sample_size=cfg.train_sample_size,
+                                           device=device, image_size=cfg.image_size,
+                                           train_sample_size=cfg.train_sample_size,
                                            test_sample_size=cfg.test_sample_size, download=cfg.download)
     torch.manual_seed(cfg.seed)
-    model = ViTForClassification(ViTConfig(**{**cfg.model, 'num_classes': len(trainloader.classes)}))         # 2 model
+    model = ViTForClassification(cfg.vit_config(len(trainloader.classes)))                                    # 2 model
     optimizer, loss_func, scheduler = make_recipe(model, cfg, len(trainloader))                               # 3 recipe
     trainer = Trainer(model, optimizer, loss_func, cfg.exp_name, device, scheduler=scheduler, out_dir=cfg.out_dir,
                       # 4 trainer
