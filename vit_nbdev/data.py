@@ -315,6 +315,7 @@ def prepare_data(batch_size: int = 256,
                  train_sample_size: int = None, test_sample_size: int = None,  # random subsets, for quick runs
                  test_batch_size: int = None, # default: `batch_size`
                  download: bool = True,       # CIFAR-10: download when missing
+                 rank: int = 0, world_size: int = 1,  # several processes: each loader yields its share of a batch
                 ) -> tuple:                   # (trainloader, testloader)
     "Load a dataset into memory and return `(trainloader, testloader)`; the loaders carry `.classes`."
     if dataset == 'cifar10':
@@ -329,6 +330,8 @@ def prepare_data(batch_size: int = 256,
     else: raise ValueError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'imagefolder'")
     xtr, ytr = _subset(xtr, ytr, train_sample_size, seed)
     xte, yte = _subset(xte, yte, test_sample_size, seed + 1)
-    train = TensorLoader(xtr, ytr, classes, batch_size, shuffle=True, augment=True, seed=seed, device=device, name=name)
-    test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name)
+    shard = dict(rank=rank, world_size=world_size)
+    train = TensorLoader(xtr, ytr, classes, batch_size, shuffle=True, augment=True, seed=seed, device=device, name=name,
+                         **shard)
+    test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name, **shard)
     return train, test
