@@ -22,7 +22,7 @@ from safetensors.torch import save_file, load_file
 from fastcore.basics import patch_to
 from fastcore.imports import in_notebook
 import vit_nbdev
-from .data import prepare_data, DataNotFoundError, CorruptDataError
+from .data import prepare_data, epoch_seed, DataNotFoundError, CorruptDataError
 from .model import ViTConfig, ViTForClassification, default_device
 
 # %% ../nbs/06_training.ipynb #777810b6
@@ -668,6 +668,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
                                                rank=rank, world_size=world_size)
         torch.manual_seed(cfg.seed)
         model = ViTForClassification(cfg.vit_config(len(trainloader.classes)))                                # 2 model
+        if world_size > 1: torch.manual_seed(epoch_seed(cfg.seed, 2 * 10**6 + rank))   # each rank its own dropout
         optimizer, loss_func, scheduler = make_recipe(model, cfg, len(trainloader))                           # 3 recipe
         trainer = Trainer(model, optimizer, loss_func, cfg.exp_name, device, scheduler=scheduler,            # 4 trainer
                           out_dir=cfg.out_dir, extra_config={'train': asdict(cfg)}, amp=cfg.amp,
