@@ -44,8 +44,10 @@ def reference_loaders(data_dir, batch_size=256, num_workers=2):
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     test_tf = transforms.Compose([transforms.ToTensor(), transforms.Resize((32, 32)),
                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-    train = DataLoader(PickleCIFAR10(data_dir, True, train_tf), batch_size=batch_size, shuffle=True, num_workers=num_workers)
-    test = DataLoader(PickleCIFAR10(data_dir, False, test_tf), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    train = DataLoader(PickleCIFAR10(data_dir, True, train_tf), batch_size=batch_size, shuffle=True,
+                       num_workers=num_workers)
+    test = DataLoader(PickleCIFAR10(data_dir, False, test_tf), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers)
     return train, test
 
 
@@ -93,7 +95,8 @@ def main():
     t = time.perf_counter()
     r = reference_epoch(model, opt, nn.CrossEntropyLoss(), rtrain, rtest, device)
     ref = time.perf_counter() - t
-    print(f"reference epoch ({torch.get_num_threads()} threads): {ref:.1f} s  (train loss {r[0]:.4f}, test loss {r[1]:.4f}, accuracy {100 * r[2]:.2f}%)")
+    print(f"reference epoch ({torch.get_num_threads()} threads): {ref:.1f} s  "
+          f"(train loss {r[0]:.4f}, test loss {r[1]:.4f}, accuracy {100 * r[2]:.2f}%)")
 
     # -- vit_nbdev's epoch
     if a.threads: torch.set_num_threads(a.threads)
@@ -106,7 +109,8 @@ def main():
     model = ViTForClassification(ViTConfig()).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, progress=False, verbose=False)
+        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, progress=False,
+                          verbose=False)
         t = time.perf_counter()
         m = trainer.train(trainloader, testloader, 1)
         ours = time.perf_counter() - t

@@ -99,7 +99,9 @@ def main():
         for k, m in models.items():
             train[k].append(a.batch_size * a.steps / time_train(m, x, y, a.steps, device))
             evals[k].append(a.batch_size * 3 * a.steps / time_eval(m, x, 3 * a.steps, device))
-    dev = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads'
+    dev = (torch.cuda.get_device_name(device) if device.type == 'cuda' else
+           f'{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, '
+           f'{torch.get_num_threads()} torch threads')
     print(f'load average before: {load0:.2f}, after: {os.getloadavg()[0]:.2f}')
     print(f'device: {dev}; torch {torch.__version__}; batch {a.batch_size}; best (median) of {a.rounds} rounds')
     print("| model | params | train step img/s | eval img/s |")
