@@ -1,6 +1,7 @@
 """Crash check: `kill -9` a `vit_train` run after epoch K, resume it, and compare with an uninterrupted run.
 
-    python tools/check_resume.py [--epochs 4] [--kill-after 2] [--delay 0] -- VIT_TRAIN_ARGS...
+    python tools/check_resume.py [--epochs 4] [--kill-after 2] [--delay 0] [--nproc N [--kill-rank R]]
+                                 [--resume-nproc M] -- VIT_TRAIN_ARGS...
 
 e.g. `python tools/check_resume.py -- --data-dir ~/cifar10 --threads 2` or
 `python tools/check_resume.py -- --dataset imagefolder --data-dir my_images --batch-size 8 --threads 1`.
@@ -12,11 +13,21 @@ a fraction of a second), then runs the same command with `--resume`. It fails (e
 - the resumed run resumed from that epoch K: it prints `resuming DIR after epoch K of N`, trains exactly the epochs
   K+1..N, and its metrics start with the K epochs committed before the kill;
 - the resumed run's train losses, test losses and accuracies equal the uninterrupted run's, exactly.
+
+With `--nproc N` (N > 1) every run is `torchrun --standalone --nproc-per-node N -m vit_nbdev.train`, and the SIGKILL
+goes to one training process, rank `--kill-rank` (torchrun then stops the others). `--resume-nproc M` resumes on M
+processes instead: the metrics then agree up to floating-point summation order, so they are compared within a
+relative 1e-3 (early epochs; rounding differences grow with every step).
 """
 import argparse, json, os, re, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
-VIT_TRAIN = [sys.executable, '-c', 'import sys; from vit_nbdev.train import vit_train; sys.exit(vit_train())']
+def vit_train(nproc: int) -> list:
+    "The command that starts `vit_train` on `nproc` processes (torchrun when more than one)."
+    if nproc == 1:
+        return [sys.executable, '-c', 'import sys; from vit_nbdev.train import vit_train; sys.exit(vit_train())']
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', str(nproc),
+            '-m', 'vit_nbdev.train']
 KEYS = ('train_losses', 'test_losses', 'accuracies')
 
 
@@ -36,6 +47,15 @@ def trained_epochs(stdout: str) -> list:
     return [int(k) for k in re.findall(r'^epoch\s+(\d+)/\d+\s', stdout, flags=re.M)]
 
 
+def rank_pid(launcher_pid: int, rank: int) -> int:
+    "The process id of training process `rank` among the children of torchrun's process `launcher_pid`."
+    children = Path(f'/proc/{launcher_pid}/task/{launcher_pid}/children').read_text().split()
+    for pid in children:
+        env = Path(f'/proc/{pid}/environ').read_bytes().split(b'\0')
+        if f'RANK={rank}'.encode() in env: return int(pid)
+    raise RuntimeError(f'no process of rank {rank} among {children}')
+
+
 def fail(msg: str):
     print(f'FAIL: {msg}', file=sys.stderr)
     sys.exit(1)
@@ -44,7 +64,7 @@ def fail(msg: str):
 def train(cmd: list) -> str:
     "Run a `vit_train` command to the end; return its stdout (fail with its output if it fails)."
     r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode: fail(f'{" ".join(cmd[3:])} exited with {r.returncode}:\n{r.stdout}{r.stderr}')
+    if r.returncode: fail(f'{" ".join(cmd)} exited with {r.returncode}:\n{r.stdout}{r.stderr}')
     return r.stdout
 
 
@@ -54,14 +74,19 @@ def main():
     p.add_argument('--kill-after', type=int, default=2, help='kill once this epoch is committed')
     p.add_argument('--delay', type=float, default=0.0,
                    help='seconds between that commit and the kill (default 0: at once)')
+    p.add_argument('--nproc', type=int, default=1, help='processes per run (torchrun when > 1)')
+    p.add_argument('--kill-rank', type=int, default=0, help='with --nproc: the rank that gets the SIGKILL')
+    p.add_argument('--resume-nproc', type=int, default=None, help='processes of the resumed run (default: --nproc)')
     p.add_argument('train_args', nargs=argparse.REMAINDER, help='arguments for vit_train (after --)')
     a = p.parse_args()
     if not 0 < a.kill_after < a.epochs: sys.exit('--kill-after must be between 0 and --epochs')
+    if not 0 <= a.kill_rank < a.nproc: sys.exit('--kill-rank must be between 0 and --nproc - 1')
+    resume_nproc = a.resume_nproc or a.nproc
     extra = [x for x in a.train_args if x != '--']
     with tempfile.TemporaryDirectory() as out:
-        def cmd(name, *more):
-            return VIT_TRAIN + ['--exp-name', name, '--epochs', str(a.epochs), '--out-dir', out, '--no-progress',
-                                *extra, *more]
+        def cmd(name, *more, nproc=a.nproc):
+            return vit_train(nproc) + ['--exp-name', name, '--epochs', str(a.epochs), '--out-dir', out,
+                                       '--no-progress', *extra, *more]
         t = time.perf_counter()
         epochs = trained_epochs(train(cmd('uninterrupted')))
         if epochs != list(range(1, a.epochs + 1)): fail(f'the uninterrupted run trained epochs {epochs}')
@@ -77,19 +102,22 @@ def main():
             time.sleep(0.005)
         time.sleep(a.delay)
         running = proc.poll() is None   # (poll reaps a process that ended: only a running one can be killed)
-        if running: os.kill(proc.pid, signal.SIGKILL)
+        victim = (proc.pid if a.nproc == 1 else rank_pid(proc.pid, a.kill_rank)) if running else None
+        if running: os.kill(victim, signal.SIGKILL)
         proc.wait()
         before = read_metrics(exp)   # what the kill left committed
         k = before.get('epoch', 0)
-        print(f'{a.delay:g} s after epoch {a.kill_after} was committed: '
-              + ('killed (SIGKILL)' if running else f'the run had already ended (exit code {proc.returncode})')
-              + f'; epoch {k} committed; files left: {sorted(f.name for f in exp.iterdir())}')
+        who = 'the process' if a.nproc == 1 else f'rank {a.kill_rank} (pid {victim})'
+        what = f'killed (SIGKILL) {who}' if running else f'the run had already ended (exit code {proc.returncode})'
+        print(f'{a.delay:g} s after epoch {a.kill_after} was committed: {what}; epoch {k} committed; '
+              f'files left: {sorted(f.name for f in exp.iterdir())}')
+        if running and a.nproc > 1: print(f'torchrun exited with code {proc.returncode}')
         if not running and proc.returncode != 0: fail(f'the run failed on its own:\n{log.read_text()}')
         if not running or k >= a.epochs or (exp / 'model_final.safetensors').exists():
             fail('the kill came after the run finished: nothing was interrupted; use a smaller --delay or more epochs')
 
         # -- the resumed run: must say it resumes after epoch k, and train only the epochs after it
-        stdout = train(cmd('killed', '--resume'))
+        stdout = train(cmd('killed', '--resume', nproc=resume_nproc))
         said = re.findall(r'^resuming (.+) after epoch (\d+) of (\d+)$', stdout, flags=re.M)
         print(f'resumed run said: {"; ".join(f"resuming {d} after epoch {e} of {n}" for d, e, n in said) or "nothing"}')
         if [(Path(d).resolve(), int(e), int(n)) for d, e, n in said] != [(exp.resolve(), k, a.epochs)]:
@@ -100,15 +128,21 @@ def main():
             fail(f'the resumed run trained epochs {epochs}, not {k + 1}..{a.epochs}')
         ref, res = read_metrics(Path(out) / 'uninterrupted'), read_metrics(exp)
 
-    problems = []
+    problems, same = [], (lambda x, y: x == y) if resume_nproc == a.nproc else close
     for key in KEYS:
         print(f'{key:13s} uninterrupted {ref[key]}\n{"":13s} resumed       {res[key]}')
         if len(res[key]) != a.epochs: problems.append(f'{key}: {len(res[key])} entries, not {a.epochs}')
         if res[key][:k] != before[key]: problems.append(f'{key}: the first {k} differ from those committed at the kill')
-        if res[key] != ref[key]: problems.append(f'{key}: resumed and uninterrupted runs differ')
+        if not same(res[key], ref[key]): problems.append(f'{key}: resumed and uninterrupted runs differ')
     if problems: fail('; '.join(problems))
-    print(f'PASS: killed after epoch {k} of {a.epochs} was committed, resumed from it, and the train losses, '
-          f'test losses and accuracies are identical to the uninterrupted run')
+    how = 'are identical to' if resume_nproc == a.nproc else 'agree with'
+    print(f'PASS: killed after epoch {k} of {a.epochs} was committed, resumed from it on {resume_nproc} process(es), '
+          f'and the train losses, test losses and accuracies {how} the uninterrupted run')
+
+
+def close(x: list, y: list, rtol: float = 1e-3) -> bool:
+    "Equal up to a relative `rtol`: runs on other numbers of processes sum in another order."
+    return len(x) == len(y) and all(abs(u - v) <= rtol * max(abs(u), abs(v), 1e-12) for u, v in zip(x, y))
 
 
 if __name__ == '__main__':

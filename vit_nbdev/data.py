@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DataNotFoundError', 'CorruptDataError', 'resolve_data_dir', 'download_cifar10',
            'load_cifar10', 'pil_to_tensor', 'read_image', 'load_image_folder', 'make_image_folder',
-           'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_batch', 'epoch_seed', 'TensorLoader',
-           'prepare_data']
+           'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_params', 'augment_batch',
+           'epoch_seed', 'batch_shard', 'TensorLoader', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #a5977a4c
 import os, math, pickle
@@ -198,17 +198,28 @@ def normalize(x: torch.Tensor,  # pixel values in 0..255
     return x.float() * (1 / (255 * std)) - mean / std
 
 # %% ../nbs/00_data.ipynb #d7bfb7f3
-def augment_batch(images: torch.Tensor,           # uint8 (B, C, H, W)
-            generator: torch.Generator = None,
-            out_size: int = None,           # default: the input size
-            scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
-           ) -> torch.Tensor:               # float (B, C, out_size, out_size) in 0..255
+def augment_params(n: int,               # number of images
+                   size: int,            # side of the square images
+                   generator: torch.Generator = None,
+                   scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
+                  ) -> tuple:            # (top, left, height, width, flip), each (n,)
+    "The random draws of the seed's augmentation for `n` images: crop boxes, then flips, in this order."
+    top, left, h, w = random_resized_crop_boxes(n, size, scale, ratio, generator)
+    flip = torch.rand(n, generator=generator) < flip_p                                                  # (n,)
+    return top, left, h, w, flip
+
+
+# %% ../nbs/00_data.ipynb #5e1c0a7d
+def augment_batch(images: torch.Tensor,     # uint8 (B, C, H, W)
+                  generator: torch.Generator = None,
+                  out_size: int = None,     # default: the input size
+                  scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
+                 ) -> torch.Tensor:         # float (B, C, out_size, out_size) in 0..255
     "The seed's training augmentation (random resized crop, horizontal flip) of a whole batch, drawn from `generator`."
     B, _, H, W = images.shape
     if H != W: raise ValueError(f"augment expects square images, got {H}x{W}")
-    top, left, h, w = random_resized_crop_boxes(B, H, scale, ratio, generator)
-    flip = torch.rand(B, generator=generator) < flip_p
-    return crop_resize_flip(images, top, left, h, w, flip, out_size=out_size or H)
+    return crop_resize_flip(images, *augment_params(B, H, generator, scale, ratio, flip_p), out_size=out_size or H)
+
 
 # %% ../nbs/00_data.ipynb #96eb9d71
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -216,27 +227,43 @@ def epoch_seed(seed: int, epoch: int) -> int:
     if seed < 0 or epoch < 0: raise ValueError(f"seed and epoch must be >= 0, got seed={seed}, epoch={epoch}")
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
+# %% ../nbs/00_data.ipynb #0b7e5d3a
+def batch_shard(n: int,           # images in the (global) batch
+                rank: int = 0,    # which process, 0 .. world_size - 1
+                world_size: int = 1,
+               ) -> slice:        # the contiguous rows of the batch this process takes
+    "The rows process `rank` of `world_size` takes of an `n`-image batch: contiguous, sizes differing by at most one."
+    if not 0 <= rank < world_size: raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    return slice(rank * n // world_size, (rank + 1) * n // world_size)
+
+
 # %% ../nbs/00_data.ipynb #d1605cbe
 class TensorLoader:
     "Batches `(images, labels)` from a uint8 tensor: shuffled and augmented per epoch from a `(seed, epoch)` generator."
     def __init__(self, images: torch.Tensor,   # uint8 (N, C, S, S)
                  labels: torch.Tensor,          # int64 (N,)
                  classes: list,                 # class names, in label order
-                 batch_size: int = 256,
+                 batch_size: int = 256,         # images per batch (with several processes: the global batch)
                  shuffle: bool = False,         # a new random order every epoch
                  augment: bool = False,         # the seed's random resized crop + flip
                  seed: int = 0,
                  device='cpu',                  # where the images live and batches are made
                  mean: float = 0.5, std: float = 0.5,
-                 name: str = 'tensors'):        # what the data is (stored in the experiment's config)
+                 name: str = 'tensors',         # what the data is (stored in the experiment's config)
+                 rank: int = 0,                 # this process yields its share (`batch_shard`) of every batch
+                 world_size: int = 1):          # ... of this many processes
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (len(images),):
             raise ValueError(f"labels must have shape ({len(images)},), got {tuple(labels.shape)}")
         if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if augment and images.shape[2] != images.shape[3]:
+            raise ValueError(f"augment expects square images, got {images.shape[2]}x{images.shape[3]}")
+        batch_shard(0, rank, world_size)                                   # checks the rank
         self.images, self.labels, self.classes = images, labels.long(), list(classes)
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.mean, self.std, self.name, self.epoch = mean, std, name, 0
+        self.rank, self.world_size = rank, world_size
         self.dataset = self.images    # so that len(loader.dataset) is the number of images, as with a DataLoader
         self.to(device)
 
@@ -254,18 +281,23 @@ class TensorLoader:
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        n = len(self.images)
+        n, S = len(self.images), self.images.shape[-1]
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size].to(self.device)
-            x, y = self.images[idx], self.labels[idx]                      # (B, C, S, S) uint8, (B,)
-            x = augment_batch(x, g) if self.augment else x                      # (B, C, S, S) float 0..255
-            yield normalize(x, self.mean, self.std), y                    # (B, C, S, S) float, about -1..1
+            idx = order[i:i + self.batch_size]                             # (B,) the whole batch, on every rank
+            params = augment_params(len(idx), S, g) if self.augment else None   # drawn for all B images
+            mine = batch_shard(len(idx), self.rank, self.world_size)     # this rank's rows b of the batch
+            idx = idx[mine].to(self.device)
+            x, y = self.images[idx], self.labels[idx]                      # (b, C, S, S) uint8, (b,)
+            if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=S)  # (b, C, S, S) float
+            yield normalize(x, self.mean, self.std), y                    # (b, C, S, S) float, about -1..1
 
     def __repr__(self):
+        shard = f", rank {self.rank} of {self.world_size}" if self.world_size > 1 else ''
         return (f"TensorLoader({self.name}: {len(self.images):,} images of {tuple(self.images.shape[1:])}, "
                 f"{len(self.classes)} classes, batch {self.batch_size}, shuffle={self.shuffle}, "
-                f"augment={self.augment}, seed={self.seed}, device={self.device})")
+                f"augment={self.augment}, seed={self.seed}, device={self.device}{shard})")
+
 
 # %% ../nbs/00_data.ipynb #4d9bf612
 def _subset(images, labels, size, seed):
@@ -283,6 +315,7 @@ def prepare_data(batch_size: int = 256,
                  train_sample_size: int = None, test_sample_size: int = None,  # random subsets, for quick runs
                  test_batch_size: int = None, # default: `batch_size`
                  download: bool = True,       # CIFAR-10: download when missing
+                 rank: int = 0, world_size: int = 1,  # several processes: each loader yields its share of a batch
                 ) -> tuple:                   # (trainloader, testloader)
     "Load a dataset into memory and return `(trainloader, testloader)`; the loaders carry `.classes`."
     if dataset == 'cifar10':
@@ -297,6 +330,8 @@ def prepare_data(batch_size: int = 256,
     else: raise ValueError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'imagefolder'")
     xtr, ytr = _subset(xtr, ytr, train_sample_size, seed)
     xte, yte = _subset(xte, yte, test_sample_size, seed + 1)
-    train = TensorLoader(xtr, ytr, classes, batch_size, shuffle=True, augment=True, seed=seed, device=device, name=name)
-    test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name)
+    shard = dict(rank=rank, world_size=world_size)
+    train = TensorLoader(xtr, ytr, classes, batch_size, shuffle=True, augment=True, seed=seed, device=device, name=name,
+                         **shard)
+    test = TensorLoader(xte, yte, classes, test_batch_size or batch_size, device=device, name=name, **shard)
     return train, test

@@ -8,18 +8,21 @@ __all__ = ['CHECKPOINT_FORMAT', 'RECIPES', 'TRAIN_ERRORS', 'ExperimentExistsErro
            'load_checkpoint', 'plot_metrics', 'experiment_dir', 'autocast_dtype', 'Trainer', 'load_experiment',
            'setting', 'ExperimentConfig', 'TrainConfig', 'add_flags', 'config_from_args', 'register_recipe',
            'make_recipe', 'reference_recipe', 'decay_groups', 'warmup_cosine', 'modern_recipe', 'train_experiment',
-           'import_chapters', 'train_parser', 'vit_train']
+           'import_chapters', 'train_parser', 'vit_train', 'init_distributed']
 
 # %% ../nbs/06_training.ipynb #d4b5d658
-import os, sys, json, math, time, shutil, platform, tempfile, warnings, argparse, importlib, pkgutil
+import os, sys, ast, json, math, time, shutil, platform, tempfile, warnings, argparse, importlib, pkgutil
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 import torch
 from torch import nn, optim
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from safetensors.torch import save_file, load_file
 from fastcore.basics import patch_to
+from fastcore.imports import in_notebook
 import vit_nbdev
-from .data import prepare_data, DataNotFoundError, CorruptDataError
+from .data import prepare_data, epoch_seed, DataNotFoundError, CorruptDataError
 from .model import ViTConfig, ViTForClassification, default_device
 
 # %% ../nbs/06_training.ipynb #777810b6
@@ -163,6 +166,11 @@ def _amp_dtype(amp, device) -> torch.dtype:
     if amp not in dtypes: raise ValueError(f"amp must be 'auto', 'off', 'bfloat16' or 'float16', got {amp!r}")
     return dtypes[amp]
 
+def _rank_world() -> tuple:
+    "(rank, world size) of the process group this process belongs to; (0, 1) without one."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
 class Trainer:
     "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch and keep its experiment folder up to date."
     def __init__(self, model: nn.Module, optimizer: optim.Optimizer, loss_func, exp_name: str,
@@ -175,13 +183,19 @@ class Trainer:
                  progress: bool = True,     # show a progress bar (in notebooks and terminals)
                  verbose: bool = True):     # print one summary line per epoch
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)                             # the plain model: saved, evaluated
         self.optimizer, self.loss_func, self.scheduler = optimizer, loss_func, scheduler
         self.exp_name, self.exp_dir = exp_name, experiment_dir(exp_name, out_dir)
-        self.extra_config, self.progress, self.verbose = dict(extra_config or {}), progress, verbose
+        self.rank, self.world_size = _rank_world()                     # (0, 1) unless in a process group
+        self.extra_config = dict(extra_config or {})
+        self.progress, self.verbose = progress and self.rank == 0, verbose and self.rank == 0
         self.amp = _amp_dtype(amp, self.device)                        # None (full precision), bfloat16 or float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.forward = torch.compile(self.model) if compile else self.model
+        self.train_forward = self.forward                              # with several processes: through DDP
+        if self.world_size > 1:                                        # gradients averaged over the processes
+            ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None)
+            self.train_forward = torch.compile(ddp) if compile else ddp
         self.metrics = {'train_losses': [], 'test_losses': [], 'accuracies': [], 'seconds': []}   # one entry per epoch
 
     def _log(self, msg: str):
@@ -191,6 +205,10 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None)
 
 # %% ../nbs/06_training.ipynb #38b5ecda
+def _global_batch(loader, step: int) -> int:
+    "Images in batch `step` (from 1) of `loader` over all processes: `batch_size`, or what is left for the last."
+    return min(loader.batch_size, len(loader.dataset) - (step - 1) * loader.batch_size)
+
 @patch_to(Trainer)
 def train_epoch(self, loader, epoch: int = None) -> float:
     "Train for one pass over `loader`; return the mean training loss. Raises `TrainingDivergedError` on a NaN/inf loss."
@@ -200,12 +218,14 @@ def train_epoch(self, loader, epoch: int = None) -> float:
     check_every = 1 if self.device.type == 'cpu' else 25
     bar, batches = _progress(loader, len(loader), self.progress)
     for step, (x, y) in enumerate(batches, 1):
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # (B, C, H, W), (B,)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # (b, C, H, W), (b,)
         with self._autocast():
-            logits = self.forward(x)[0]                                   # (B, num_classes)
-            loss = self.loss_func(logits.float(), y)
+            logits = self.train_forward(x)[0]                             # (b, num_classes)
+            loss = self.loss_func(logits.float(), y)                      # the mean over this process's b images
+        # DDP averages the gradients of the world_size processes: weigh each share's mean by its size
+        share = loss * (len(y) * self.world_size / _global_batch(loader, step)) if self.world_size > 1 else loss
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()                                # float16: scaled so small gradients survive
+        self.scaler.scale(share).backward()                               # float16: scaled so small gradients survive
         self.scaler.step(self.optimizer)                                  # unscales; skips the step on inf/NaN
         self.scaler.update()
         if self.scheduler is not None: self.scheduler.step()
@@ -216,21 +236,30 @@ def train_epoch(self, loader, epoch: int = None) -> float:
                                             f"training stopped; try a lower learning rate")
         if bar is not None and (step % 10 == 0 or step == len(loader)):
             bar.comment = f"loss {total.item() / n:.4f} · {n / (time.perf_counter() - t0):,.0f} img/s"
+    if self.world_size > 1:                                               # the sums over all processes
+        n = torch.tensor(n, device=self.device)
+        for t in (total, n): dist.all_reduce(t)
     return (total / n).item()
+
 
 # %% ../nbs/06_training.ipynb #d3b4db58
 @patch_to(Trainer)
 def evaluate(self, loader) -> tuple:
-    "Mean loss and accuracy (a fraction in [0, 1]) of the model on `loader`, without gradients."
+    "Mean loss and accuracy (a fraction in [0, 1]) of the model on `loader` (over all processes), without gradients."
     self.model.eval()
-    total, correct, n = torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long), 0
+    total, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long)
+    n = torch.zeros((), device=self.device, dtype=torch.long)
     with torch.inference_mode(), self._autocast():
         for x, y in loader:
+            if not len(y): continue                                        # a share of no image (tiny last batch)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = self.forward(x)[0].float()                            # (B, num_classes)
+            logits = self.forward(x)[0].float()                            # (b, num_classes)
             total += self.loss_func(logits, y) * len(y)
             correct += (logits.argmax(1) == y).sum(); n += len(y)
-    return (total / n).item(), correct.item() / n
+    if self.world_size > 1:
+        for t in (total, correct, n): dist.all_reduce(t)                  # the sums over all processes
+    return (total / n).item(), correct.item() / n.item()
+
 
 # %% ../nbs/06_training.ipynb #61e130a0
 def _rng_state() -> dict:
@@ -244,9 +273,14 @@ def _set_rng_state(rng: dict):
 @patch_to(Trainer)
 def state_dict(self, epoch: int) -> dict:
     "Everything needed to continue after `epoch`: model, optimizer, scheduler, RNG states, metrics."
+    rng = _rng_state()
+    if self.world_size > 1:                                    # every process's RNG (dropout); a collective call
+        ranks = [None] * self.world_size; dist.all_gather_object(ranks, rng)
     return {'epoch': epoch, 'model': self.model.state_dict(), 'optimizer': self.optimizer.state_dict(),
             'scheduler': self.scheduler.state_dict() if self.scheduler is not None else None,
-            'scaler': self.scaler.state_dict(), 'rng': _rng_state(), 'metrics': self.metrics}
+            'scaler': self.scaler.state_dict(), 'rng': rng, 'metrics': self.metrics,
+            **({'rng_ranks': ranks} if self.world_size > 1 else {})}
+
 
 # %% ../nbs/06_training.ipynb #1604fb21
 @patch_to(Trainer)
@@ -261,7 +295,8 @@ def load_state_dict(self, state: dict, path: Path = 'checkpoint'):
         if self.scaler.is_enabled() and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: the optimizer/scheduler state does not fit this run ({e})") from None
-    _set_rng_state(state['rng'])
+    ranks = state.get('rng_ranks') or []                        # each process its own, if the world size is the same
+    _set_rng_state(ranks[self.rank] if len(ranks) == self.world_size else state['rng'])
     self.metrics = {k: list(state['metrics'].get(k, [])) for k in self.metrics}
     return state['epoch']
 
@@ -281,7 +316,8 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
                          'label_smoothing': getattr(self.loss_func, 'label_smoothing', None),
                          'scheduler': type(self.scheduler).__name__ if self.scheduler is not None else None,
                          'amp': str(self.amp).removeprefix('torch.') if self.amp else None,
-                         'device': str(self.device), 'threads': torch.get_num_threads()},
+                         'device': str(self.device), 'threads': torch.get_num_threads(),
+                         'world_size': self.world_size},
             'data': {'dataset': getattr(trainloader, 'name', None),
                      'num_train': len(trainloader.dataset) if trainloader is not None else None},
             'classes': list(getattr(trainloader, 'classes', [])), 'seed': getattr(trainloader, 'seed', None),
@@ -291,8 +327,8 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
 
 # %% ../nbs/06_training.ipynb #a7ca6970
 @patch_to(Trainer)
-def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
-    "Prepare the experiment folder; return the number of epochs already done."
+def _prepare(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
+    "Prepare the experiment folder (rank 0's part of `_start`); return the number of epochs already done."
     d = self.exp_dir
     exists = d.exists() and any(d.iterdir())
     if exists and not (resume or overwrite):
@@ -306,7 +342,8 @@ def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int
         save_json(d / 'config.json', cfg)
         return 0
     old = read_json(d / 'config.json') if (d / 'config.json').exists() else {}
-    if old.get('model') and cfg['model'] and old['model'] != cfg['model']:
+    # compared as configs, so that fields added since the experiment was saved take their defaults
+    if old.get('model') and cfg['model'] and ViTConfig.from_dict(old['model']) != ViTConfig.from_dict(cfg['model']):
         raise CheckpointError(f"{d / 'config.json'} was trained with model config {old['model']}, not {cfg['model']}")
     metrics = read_json(d / 'metrics.json')
     ckpt = d / metrics.get('checkpoint', '')
@@ -314,22 +351,44 @@ def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int
     if done != metrics.get('epoch', done) or len(self.metrics['accuracies']) != done:
         raise CheckpointError(f"{ckpt} (epoch {done}) does not match {d / 'metrics.json'} "
                               f"(epoch {metrics.get('epoch')})")
-    save_json(d / 'config.json', {**old, 'training': {**old.get('training', {}), 'epochs': epochs}})
+    was = old.get('training', {}).get('world_size', 1)
+    save_json(d / 'config.json', {**old, 'training': {**old.get('training', {}), 'epochs': epochs,
+                                                      'world_size': self.world_size}})
     self._log(f"resuming {d} after epoch {done} of {epochs}")
+    if was != self.world_size:
+        self._log(f"note: epochs 1-{done} ran on {was} process(es), the next on {self.world_size}: the same run up "
+                  f"to floating-point summation order")
     return done
+
+@patch_to(Trainer)
+def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
+    "Prepare the experiment folder (rank 0) and load its last committed epoch (every rank); return that epoch."
+    if self.world_size == 1: return self._prepare(trainloader, epochs, resume, overwrite)
+    box = [None, 0]                                             # (rank 0's error, epochs done)
+    if self.rank == 0:
+        try: box[1] = self._prepare(trainloader, epochs, resume, overwrite)
+        except Exception as e: box[0] = e
+    dist.broadcast_object_list(box, src=0)                      # the others wait for rank 0, then share its outcome
+    if box[0] is not None: raise box[0]
+    if box[1] and self.rank:                                    # rank 0 loaded and checked it already
+        ckpt = self.exp_dir / read_json(self.exp_dir / 'metrics.json')['checkpoint']
+        self.load_state_dict(load_checkpoint(ckpt, map_location=self.device), ckpt)
+    return box[1]
 
 @patch_to(Trainer)
 def _commit(self, epoch: int, save_model_every_n_epochs: int):
     "Write epoch `epoch` to disk: snapshot, resume checkpoint, then metrics.json naming it (the commit), then clean up."
-    d = self.exp_dir
-    if save_model_every_n_epochs and epoch % save_model_every_n_epochs == 0:
-        save_weights(self.model, d / f'model_{epoch}.safetensors')
-    name = f'resume-{epoch}.pt'
-    save_checkpoint(d / name, self.state_dict(epoch))
-    save_json(d / 'metrics.json', {**self.metrics, 'epoch': epoch, 'checkpoint': name})   # <- the commit point
-    for old in d.glob('resume-*.pt'):
-        if old.name != name: old.unlink()
-    plot_metrics(self.metrics, d / 'metrics.png')
+    d, state = self.exp_dir, self.state_dict(epoch)             # every rank takes part in gathering the RNG states
+    if self.rank == 0:                                          # rank 0 alone writes
+        if save_model_every_n_epochs and epoch % save_model_every_n_epochs == 0:
+            save_weights(self.model, d / f'model_{epoch}.safetensors')
+        name = f'resume-{epoch}.pt'
+        save_checkpoint(d / name, state)
+        save_json(d / 'metrics.json', {**self.metrics, 'epoch': epoch, 'checkpoint': name})   # <- the commit point
+        for old in d.glob('resume-*.pt'):
+            if old.name != name: old.unlink()
+        plot_metrics(self.metrics, d / 'metrics.png')
+    if self.world_size > 1: dist.barrier()                      # the others wait for the commit
 
 @patch_to(Trainer)
 def train(self, trainloader, testloader, epochs: int,
@@ -342,6 +401,13 @@ def train(self, trainloader, testloader, epochs: int,
     if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
     for loader in (trainloader, testloader):
         if hasattr(loader, 'to'): loader.to(self.device)          # keep the images where the model is
+        if (getattr(loader, 'rank', 0), getattr(loader, 'world_size', 1)) != (self.rank, self.world_size):
+            raise ValueError(f"process {self.rank} of {self.world_size} needs loaders that yield its share: "
+                             f"TensorLoader(..., rank={self.rank}, world_size={self.world_size})")
+    left = len(trainloader.dataset) % trainloader.batch_size if self.world_size > 1 else 0
+    if 0 < left < self.world_size:
+        raise ValueError(f"the last batch of {left} image(s) cannot give each of the {self.world_size} processes one: "
+                         f"change the batch size or the number of images")
     done = self._start(trainloader, epochs, resume, overwrite)
     for epoch in range(done + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -352,8 +418,10 @@ def train(self, trainloader, testloader, epochs: int,
         self._commit(epoch, save_model_every_n_epochs)
         self._log(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  test loss {test_loss:.4f}  "
                   f"accuracy {100 * accuracy:6.2f}%  ({dt:.1f} s)")
-    save_weights(self.model, self.exp_dir / 'model_final.safetensors')
-    if done >= epochs: plot_metrics(self.metrics, self.exp_dir / 'metrics.png')   # nothing ran: make sure it exists
+    if self.rank == 0:
+        save_weights(self.model, self.exp_dir / 'model_final.safetensors')
+        if done >= epochs: plot_metrics(self.metrics, self.exp_dir / 'metrics.png')   # nothing ran: make sure it exists
+    if self.world_size > 1: dist.barrier()
     return self.metrics
 
 # %% ../nbs/06_training.ipynb #a4d0f678
@@ -420,10 +488,15 @@ class TrainConfig(ExperimentConfig):
     download: bool = setting(True, 'download CIFAR-10 when it is missing')
     train_sample_size: int = setting(None, 'train on a random subset of this many images (quick runs)')
     test_sample_size: int = setting(None, 'evaluate on a random subset of this many images (quick runs)')
-    model: dict = setting({}, 'ViTConfig fields that differ from the seed model, e.g. {"hidden_size": 96}')
+    model: dict = setting({}, 'ViTConfig fields that differ from the seed model: --model hidden_size=96 '
+                          'num_hidden_layers=6 ... (any ViTConfig field but image_size and num_classes)')
+    image_size: int = setting(32, 'imagefolder: side of the square images, and the model\'s image_size '
+                              '(CIFAR-10: 32 only)')
     amp: str = setting('auto', 'mixed precision: auto (bfloat16 or float16 by GPU capability, none on CPU), off, '
                        'bfloat16 or float16', choices=('auto', 'off', 'bfloat16', 'float16'))
     compile: bool = setting(False, 'torch.compile the model (worth it on a GPU)')
+    backend: str = setting('auto', 'under torchrun: the process group\'s backend, auto (NCCL on GPUs, gloo on CPU), '
+                           'gloo or nccl', choices=('auto', 'gloo', 'nccl'))
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; "
                            "a resumed run reuses the stored value)")
     save_model_every: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
@@ -446,6 +519,19 @@ class TrainConfig(ExperimentConfig):
         for f in fields(self):
             v, choices = getattr(self, f.name), f.metadata.get('choices')
             if choices and v not in choices: raise ValueError(f"{f.name} must be one of {choices}, got {v!r}")
+        self.vit_config(num_classes=10)                                   # a bad model field fails now, named
+        if self.dataset == 'cifar10' and self.image_size != 32:
+            raise ValueError(f"image_size {self.image_size}: CIFAR-10's images are 32x32; --image-size is for "
+                             f"--dataset imagefolder")
+
+    def vit_config(self, num_classes: int) -> ViTConfig:
+        "The model's `ViTConfig`: the seed's, changed by `model`, at `image_size`, with the dataset's `num_classes`."
+        if not isinstance(self.model, dict): raise ValueError(f"model must be a dict, got {self.model!r}")
+        for name, flag in (('image_size', '--image-size'), ('num_classes', "the dataset's classes")):
+            if name in self.model:
+                raise ValueError(f"model: {name} is not a model setting here; it comes from {flag}")
+        try: return ViTConfig.from_dict({**self.model, 'image_size': self.image_size, 'num_classes': num_classes})
+        except (TypeError, ValueError) as e: raise ValueError(f"model: {e}") from None
 
     def command(self) -> str:
         "The `vit_train` command line that runs this configuration (the flags that differ from the defaults)."
@@ -453,9 +539,10 @@ class TrainConfig(ExperimentConfig):
         flags = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v == default[f.name] or f.name == 'model': continue
+            if v == default[f.name]: continue
             flag = f"--{'no-' if v is False else ''}{f.name.replace('_', '-')}"
-            flags.append(flag if isinstance(v, bool) else f'{flag} {v}')
+            if isinstance(v, dict): flags.append(' '.join([flag, *(f'{k}={x}' for k, x in v.items())]))
+            else: flags.append(flag if isinstance(v, bool) else f'{flag} {v}')
         return ' '.join(['vit_train', *flags])
 
     @classmethod
@@ -468,12 +555,22 @@ class TrainConfig(ExperimentConfig):
                    threads=t.get('threads'), label_smoothing=t.get('label_smoothing') or 0.1)
 
 # %% ../nbs/06_training.ipynb #f643b35c
+def _key_value(text: str) -> tuple:
+    "`'key=value'` as `(key, value)`, the value read as a Python literal (`96`, `0.1`, `False`), else as a string."
+    key, eq, value = text.partition('=')
+    if not eq or not key: raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try: return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError): return key, value
+
 def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> argparse.ArgumentParser:
     "Add a `--flag-name` (also spelled `--flag_name`) for each field of dataclass `config_cls`: type, default, help."
     for f in fields(config_cls):
-        if f.name in skip or f.type in (dict, list, 'dict', 'list'): continue
+        if f.name in skip or f.type in (list, 'list'): continue
         names = [f"--{f.name.replace('_', '-')}"] + ([f'--{f.name}'] if '_' in f.name else [])
         default, help, choices = f.default, f.metadata.get('help', ''), f.metadata.get('choices')
+        if f.type in (dict, 'dict'):                                 # --model key=value key=value ...
+            parser.add_argument(*names, dest=f.name, nargs='+', type=_key_value, metavar='KEY=VALUE', help=help)
+            continue
         if f.type in (bool, 'bool'):
             if default:
                 parser.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false',
@@ -488,11 +585,15 @@ def add_flags(parser: argparse.ArgumentParser, config_cls, skip: tuple = ()) -> 
         parser.add_argument(*names, dest=f.name, type=typ, choices=choices, help=help, **kw)
     return parser
 
+
 # %% ../nbs/06_training.ipynb #e45c5c7b
 def config_from_args(config_cls, args: argparse.Namespace, **fixed):
     "The `config_cls` that parsed `args` describe (fields that have no flag keep their defaults, or `fixed`)."
-    names = {f.name for f in fields(config_cls)}
-    return config_cls(**{k: v for k, v in vars(args).items() if k in names}, **fixed)
+    kinds = {f.name: f.type for f in fields(config_cls)}
+    values = {k: dict(v) if kinds[k] in (dict, 'dict') else v for k, v in vars(args).items()
+              if k in kinds and not (v is None and kinds[k] in (dict, 'dict'))}   # a dict flag not given: the default
+    return config_cls(**values, **fixed)
+
 
 # %% ../nbs/06_training.ipynb #51ba4b1d
 RECIPES = {}
@@ -551,7 +652,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
                      verbose: bool = True,     # print one line per epoch
                      **settings,               # `TrainConfig` fields to set (or to change in `cfg`)
                     ) -> Trainer:              # the trainer: `.metrics` holds the results, `.model` the model
-    "Run (or resume) the experiment `cfg` describes, the five steps with a recipe, as `vit_train` does."
+    "Run (or resume) the experiment `cfg` describes, the five steps with a recipe, as `vit_train` does (or torchrun)."
     cfg = replace(cfg, **settings) if cfg is not None else TrainConfig(**settings)
     if not cfg.exp_name: raise ValueError("exp_name is required: the name of the experiment's folder")
     if cfg.recipe not in RECIPES: raise ValueError(f"unknown recipe {cfg.recipe!r}; expected one of {sorted(RECIPES)}")
@@ -559,22 +660,26 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
     if cfg.threads is None and resume and (d / 'config.json').is_file():      # a resumed run keeps its thread count
         cfg = replace(cfg, threads=read_json(d / 'config.json').get('training', {}).get('threads'))
     if cfg.threads: torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device) if cfg.device is not None else default_device()
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but CUDA is not available")
-    trainloader, testloader = prepare_data(cfg.batch_size, cfg.data_dir, cfg.dataset, seed=cfg.seed,          # 1 data
-                                           device=device, train_sample_size=cfg.train_sample_size,
-                                           test_sample_size=cfg.test_sample_size, download=cfg.download)
-    torch.manual_seed(cfg.seed)
-    model = ViTForClassification(ViTConfig(**{**cfg.model, 'num_classes': len(trainloader.classes)}))         # 2 model
-    optimizer, loss_func, scheduler = make_recipe(model, cfg, len(trainloader))                               # 3 recipe
-    trainer = Trainer(model, optimizer, loss_func, cfg.exp_name, device, scheduler=scheduler, out_dir=cfg.out_dir,
-                      # 4 trainer
-                      extra_config={'train': asdict(cfg)}, amp=cfg.amp, compile=cfg.compile,
-                      progress=progress, verbose=verbose)
-    trainer.train(trainloader, testloader, cfg.epochs, save_model_every_n_epochs=cfg.save_model_every,        # 5 train
-                  resume=resume, overwrite=overwrite)
+    device, rank, world_size, joined = init_distributed(cfg.device, cfg.backend, cfg.batch_size)  # (0, 1): no torchrun
+    try:
+        trainloader, testloader = prepare_data(cfg.batch_size, cfg.data_dir, cfg.dataset, seed=cfg.seed,      # 1 data
+                                               device=device, image_size=cfg.image_size,
+                                               train_sample_size=cfg.train_sample_size,
+                                               test_sample_size=cfg.test_sample_size, download=cfg.download,
+                                               rank=rank, world_size=world_size)
+        torch.manual_seed(cfg.seed)
+        model = ViTForClassification(cfg.vit_config(len(trainloader.classes)))                                # 2 model
+        if world_size > 1: torch.manual_seed(epoch_seed(cfg.seed, 2 * 10**6 + rank))   # each rank its own dropout
+        optimizer, loss_func, scheduler = make_recipe(model, cfg, len(trainloader))                           # 3 recipe
+        trainer = Trainer(model, optimizer, loss_func, cfg.exp_name, device, scheduler=scheduler,            # 4 trainer
+                          out_dir=cfg.out_dir, extra_config={'train': asdict(cfg)}, amp=cfg.amp,
+                          compile=cfg.compile, progress=progress, verbose=verbose)
+        trainer.train(trainloader, testloader, cfg.epochs, save_model_every_n_epochs=cfg.save_model_every,    # 5 train
+                      resume=resume, overwrite=overwrite)
+    finally:
+        if joined: dist.destroy_process_group()
     return trainer
+
 
 # %% ../nbs/06_training.ipynb #c27fda81
 def import_chapters():
@@ -601,16 +706,58 @@ def vit_train(argv: list = None) -> int:
     "The `vit_train` command: parse `argv` (default `sys.argv[1:]`), train, and return the exit code."
     import_chapters()
     a = train_parser().parse_args(argv)
+    rank = int(os.environ.get('RANK', 0))                       # torchrun's process number; 0 without torchrun
     try:
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter('always', FutureWarning)
             cfg = config_from_args(TrainConfig, a)
-        for n in notes: print(f"vit_train: note: {n.message}", file=sys.stderr)
+        for n in notes:
+            if rank == 0: print(f"vit_train: note: {n.message}", file=sys.stderr)
         t = train_experiment(cfg, resume=a.resume, overwrite=a.overwrite, progress=a.progress)
-    except TRAIN_ERRORS as e:
-        print(f"vit_train: error: {e}", file=sys.stderr); return 1
+    except TRAIN_ERRORS as e:                    # the same on every process, but for a diverging loss: rank 0 says it
+        if rank == 0 or isinstance(e, TrainingDivergedError):
+            print(f"vit_train{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("vit_train: interrupted; continue with the same command and --resume", file=sys.stderr); return 130
+        if rank == 0: print("vit_train: interrupted; continue with the same command and --resume", file=sys.stderr)
+        return 130
     acc = t.metrics['accuracies']
-    print(f"done: {t.exp_dir}  final test accuracy {100 * acc[-1]:.2f}%  (best {100 * max(acc):.2f}%)")
+    if rank == 0: print(f"done: {t.exp_dir}  final test accuracy {100 * acc[-1]:.2f}%  (best {100 * max(acc):.2f}%)")
     return 0
+
+
+# %% ../nbs/06_training.ipynb #e1f2a3b4
+def init_distributed(device=None,           # 'cpu', 'cuda' (each process then takes GPU LOCAL_RANK); default: the GPU
+                     backend: str = 'auto', # 'auto' (NCCL on GPUs, gloo on CPU), 'gloo' or 'nccl'
+                     batch_size: int = None # the global batch, checked to split evenly over the processes
+                    ) -> tuple:             # (device, rank, world size, whether this call joined a group)
+    "Join the process group that `torchrun` describes in the environment; without `torchrun`, one process."
+    device = torch.device(device) if device is not None else default_device()
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available")
+    if backend == 'nccl' and device.type != 'cuda':
+        raise ValueError(f"backend nccl needs GPUs, but the device is {device}"
+                         f"{'' if torch.cuda.is_available() else ' (this machine has no CUDA GPU)'}; use gloo")
+    if dist.is_available() and dist.is_initialized():                  # the caller has set up the group
+        return device, dist.get_rank(), dist.get_world_size(), False
+    world = int(os.environ.get('WORLD_SIZE', 1))
+    if world == 1: return device, 0, 1, False
+    if batch_size is not None and batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is the global batch: it must be divisible by the {world} processes")
+    local_rank, local_world = int(os.environ.get('LOCAL_RANK', 0)), int(os.environ.get('LOCAL_WORLD_SIZE', world))
+    if device.type == 'cuda':
+        if device.index is not None:
+            raise ValueError(f"device {device}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+                             f"use --device cuda")
+        if torch.cuda.device_count() < local_world:
+            raise ValueError(f"{local_world} processes on this machine but {torch.cuda.device_count()} GPU(s): "
+                             f"one process per GPU (--nproc-per-node {torch.cuda.device_count()})")
+        device = torch.device('cuda', local_rank); torch.cuda.set_device(device)
+    if backend == 'auto': backend = 'nccl' if device.type == 'cuda' else 'gloo'
+    dist.init_process_group(backend, device_id=device if device.type == 'cuda' else None)
+    return device, dist.get_rank(), dist.get_world_size(), True
+
+# %% ../nbs/06_training.ipynb #c4f1e2d9
+#| eval: false
+if __name__ == '__main__' and not in_notebook():      # `python -m vit_nbdev.train`, as `torchrun -m` starts it
+    sys.exit(importlib.import_module('vit_nbdev.train').vit_train())   # the package's module, not this __main__ copy

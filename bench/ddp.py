@@ -1,0 +1,101 @@
+"""Data-parallel scaling: images per second of the training step on 1 process against N processes (torchrun + DDP).
+
+    VIT_DATA_DIR=/path/to/cifar10 python bench/ddp.py [--device cpu] [--nproc 2] [--images 2048] [--epochs 2]
+                                                     [--batch-size 256] [--threads 1]
+
+Each run is `torchrun --standalone --nproc-per-node N bench/ddp.py --worker ...` (plain python for N = 1): every
+process loads `--images` CIFAR-10 training images, takes its share of each global batch of `--batch-size` (as
+`vit_train` does under torchrun), and trains the seed model through `Trainer.train_epoch` for one untimed warm-up
+epoch and `--epochs` timed ones. Reported: global images per second, and the scaling efficiency
+(N-process img/s) / (N x 1-process img/s). On a GPU machine (`--device cuda`) N defaults to all of its GPUs.
+The result is also written to bench/results/ddp.json, with the machine, the versions and the load average.
+"""
+import argparse, json, os, platform, subprocess, sys, tempfile, time
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from torch import nn, optim
+import vit_nbdev
+from vit_nbdev.data import prepare_data
+from vit_nbdev.model import ViTForClassification
+from vit_nbdev.train import Trainer, init_distributed
+
+
+def worker(a):
+    "One process of a run: time `a.epochs` training epochs; rank 0 prints one JSON line."
+    torch.set_num_threads(a.threads)
+    device, rank, world, joined = init_distributed(a.device, 'auto', a.batch_size)
+    train, _ = prepare_data(a.batch_size, dataset='cifar10', seed=0, device=device, train_sample_size=a.images,
+                            test_sample_size=16, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = ViTForClassification()
+    opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, amp='off', progress=False,
+                          verbose=False)
+        train.to(device)
+        trainer.train_epoch(train, 0)                                             # warm-up
+        seconds = []
+        for epoch in range(1, a.epochs + 1):
+            if world > 1: dist.barrier()
+            if device.type == 'cuda': torch.cuda.synchronize()
+            t = time.perf_counter()
+            loss = trainer.train_epoch(train, epoch)                              # ends with an all-reduce
+            if device.type == 'cuda': torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - t)
+    if joined: dist.destroy_process_group()
+    if rank == 0:
+        print(json.dumps({'nproc': world, 'device': str(device), 'seconds': seconds, 'loss': loss,
+                          'images_per_s': a.images * a.epochs / sum(seconds)}), flush=True)
+
+
+def run(a, nproc: int) -> dict:
+    "Start one run on `nproc` processes and return rank 0's result."
+    me = [str(Path(__file__).resolve()), '--worker', '--device', a.device, '--images', str(a.images),
+          '--epochs', str(a.epochs), '--batch-size', str(a.batch_size), '--threads', str(a.threads)]
+    launcher = ([sys.executable] if nproc == 1 else
+                [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', str(nproc)])
+    env = {**os.environ, 'OMP_NUM_THREADS': str(a.threads)}
+    p = subprocess.run(launcher + me, capture_output=True, text=True, env=env)
+    if p.returncode: sys.exit(f'the {nproc}-process run failed:\n{p.stderr[-3000:]}')
+    return json.loads([x for x in p.stdout.splitlines() if x.startswith('{')][-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--device', default='cpu', help="'cpu' (gloo) or 'cuda' (NCCL, one process per GPU)")
+    p.add_argument('--nproc', type=int, default=None, help='processes to compare with 1 (default: 2 on CPU, all GPUs)')
+    p.add_argument('--images', type=int, default=2048, help='CIFAR-10 training images per epoch')
+    p.add_argument('--epochs', type=int, default=2, help='timed epochs (after one warm-up epoch)')
+    p.add_argument('--batch-size', type=int, default=256, help='the global batch')
+    p.add_argument('--threads', type=int, default=1, help='CPU threads per process')
+    p.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'ddp.json'))
+    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker: return worker(a)
+    n = a.nproc or (torch.cuda.device_count() if a.device.startswith('cuda') else 2)
+    load_before = os.getloadavg()
+    results = [run(a, 1), run(a, n)]
+    one, many = (r['images_per_s'] for r in results)
+    efficiency = many / (n * one)
+    for r in results:
+        print(f"{r['nproc']} process(es) on {r['device']}: {r['images_per_s']:8.1f} images/s "
+              f"(epochs of {', '.join(f'{s:.1f}' for s in r['seconds'])} s)")
+    print(f'speed-up {many / one:.2f}x on {n} processes; scaling efficiency {100 * efficiency:.0f}%')
+    print(f'load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()}')
+    settings = {k: v for k, v in vars(a).items() if k not in ('worker', 'out')}
+    record = {'bench': 'ddp', 'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), 'settings': settings,
+              'results': results, 'speedup': many / one, 'scaling_efficiency': efficiency,
+              'machine': {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
+                          'cpu_count': os.cpu_count(), 'gpus': [torch.cuda.get_device_name(i) for i in
+                                                                range(torch.cuda.device_count())]},
+              'load_average_before': load_before, 'load_average_after': os.getloadavg(),
+              'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__,
+                           'python': platform.python_version()}}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(record, indent=2) + '\n')
+    print(f'written to {a.out}')
+
+
+if __name__ == '__main__':
+    main()
