@@ -5,17 +5,19 @@
 # %% auto #0
 __all__ = ['IMPLEMENTATIONS', 'ModelSourceError', 'UnsupportedModelError', 'key_map', 'rename_keys', 'split_qkv', 'join_qkv',
            'split_heads', 'join_heads', 'from_timm', 'to_timm', 'from_hf', 'to_hf', 'logits_of', 'resample_pos_embed',
-           'adapt_state_dict']
+           'adapt_state_dict', 'pretrained', 'init_from']
 
 # %% ../nbs/08_interop.ipynb #c311cb2b
-import importlib, math, os, re, socket
+import importlib, json, math, os, re, socket
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 import torch
 from torch import nn
 import torch.nn.functional as F
+from dataclasses import replace
 from .model import ViTConfig, ViTForClassification
+from .train import load_experiment, WEIGHT_SOURCES
 
 # %% ../nbs/08_interop.ipynb #670d9285
 class ModelSourceError(OSError):
@@ -413,3 +415,33 @@ def adapt_state_dict(state_dict: dict,          # weights of a `ViTForClassifica
         key = 'embedding.position_embeddings'
         sd[key] = resample_pos_embed(sd[key], dst.image_size // dst.patch_size)
     return sd if dst.use_faster_attention else split_heads(split_qkv(sd), dst.num_attention_heads)
+
+# %% ../nbs/08_interop.ipynb #0c3a2be9
+def pretrained(source: str,                      # our experiment's folder, an HF folder, a timm name or an HF Hub id
+               use_faster_attention: bool = True, # the attention of the result: fused (else per head)
+              ) -> ViTForClassification:
+    "Our ViT with the weights `source` names: one of our experiments, an HF folder, a timm name or an HF Hub id."
+    p = Path(source).expanduser()
+    if (p / 'config.json').is_file():
+        if 'model' in json.loads((p / 'config.json').read_text()):               # written by vit_train
+            return load_experiment(p.name, p.parent, device='cpu')[1]
+        return from_hf(p, use_faster_attention)                                  # written by save_pretrained
+    if p.exists(): raise ModelSourceError(f"{source}: no config.json (not an experiment or a save_pretrained folder)")
+    if '/' in source and not source.startswith(('timm/', 'hf-hub:')): return from_hf(source, use_faster_attention)
+    return from_timm(source, use_faster_attention)
+
+# %% ../nbs/08_interop.ipynb #52dcb001
+def init_from(source: str,                   # what `pretrained` takes
+              num_classes: int,              # classes of the new task
+              image_size: int,               # side of its images
+              use_faster_attention: bool = True,
+             ) -> ViTForClassification:
+    "A model for the task that starts from `source`'s weights: new head, resampled position embeddings if needed."
+    src = pretrained(source, use_faster_attention)
+    config = replace(src.config, num_classes=num_classes, image_size=image_size,
+                     use_faster_attention=use_faster_attention)
+    model = ViTForClassification(config)
+    model.load_state_dict(adapt_state_dict(src.state_dict(), src.config, config))
+    return model
+
+WEIGHT_SOURCES.append(init_from)   # `vit_train --init-from` (chapter 6) loads pretrained weights with it
