@@ -31,8 +31,9 @@ def make_venv(venv: Path, reuse: bool) -> Path:
     if reuse and python.exists(): return python
     shutil.rmtree(venv, ignore_errors=True)
     run([sys.executable, '-m', 'venv', venv])
-    run([python, '-m', 'pip', 'install', '-q', '--upgrade', 'pip'])
-    run([python, '-m', 'pip', 'install', '-q', *COLAB_STACK])
+    for args in (['--upgrade', 'pip'], COLAB_STACK):   # pip's output only when it fails
+        r = subprocess.run([str(python), '-m', 'pip', 'install', '-q', *args], capture_output=True, text=True)
+        if r.returncode: sys.exit(f'colab: pip install {" ".join(args)} failed:\n{r.stdout}{r.stderr}')
     return python
 
 
