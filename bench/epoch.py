@@ -1,6 +1,7 @@
 """One full CIFAR-10 epoch (train 50,000 images + test 10,000), the reference's way and vit_nbdev's way, back to back.
 
-    VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--ref-threads N] [--skip-data]
+    VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--ref-threads N] \\
+        [--recipes fast] [--skip-data]
 
 - reference: the seed's per-head model (`use_faster_attention=False`) computing every token of every block as the
   seed does (`AllTokens` from `throughput.py`), fed by a torchvision `DataLoader` with 2 workers
@@ -8,8 +9,10 @@
   RandomResizedCrop, Normalize); `loss.item()` every step; evaluation under `torch.no_grad()`. torchvision's `CIFAR10`
   class refuses files whose MD5 differs from the official archive, so a small `Dataset` reads the pickles instead
   (the per-image work, PIL conversion and transforms, is the reference's).
-- vit_nbdev: `prepare_data` + `Trainer.train` for one epoch, as `vit_train` runs it (fast attention, batch-wise tensor
-  augmentation, experiment files committed at the end of the epoch).
+- vit_nbdev: `prepare_data`, then `make_recipe` and `Trainer.train` for one epoch, as `vit_train` runs it (fast
+  attention, batch-wise tensor augmentation, experiment files committed at the end of the epoch), for its reference
+  recipe and then for each of `--recipes` (default: chapter 9's fast recipe, whose whitening and flip evaluation
+  are inside the clock).
 
 Data loading from disk happens before the clock starts for both. Each time is given in wall-clock seconds and in CPU
 seconds of this process and its DataLoader workers: on a shared machine the wall clock also counts the time other
@@ -25,7 +28,7 @@ import torchvision.transforms as transforms
 from PIL import Image
 from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.data import load_cifar10, prepare_data
-from vit_nbdev.train import Trainer
+from vit_nbdev.train import Trainer, TrainConfig, make_recipe, import_chapters
 from throughput import AllTokens   # bench/ is on the path when this script runs
 import record
 
@@ -85,6 +88,27 @@ def reference_epoch(model, optimizer, loss_fn, trainloader, testloader, device):
     return train_loss, total_loss / len(testloader.dataset), correct / len(testloader.dataset)
 
 
+def ours_epoch(recipe: str, trainloader, testloader, device, res: dict):
+    "One `vit_train` epoch of `recipe` (30-epoch schedule), from `make_recipe` to the committed epoch; fills `res`."
+    torch.manual_seed(0)
+    model = ViTForClassification(ViTConfig())
+    with tempfile.TemporaryDirectory() as out:
+        load = record.load_average()
+        with record.Clock() as c:
+            r = make_recipe(model, TrainConfig(recipe=recipe, epochs=30), trainloader)
+            trainer = Trainer(model, r.optimizer, r.loss_func, 'bench', device, scheduler=r.scheduler,
+                              predict=r.predict, out_dir=out, progress=False, verbose=False)
+            m = trainer.train(trainloader, testloader, 1)
+    res.update(recipe=recipe, threads=torch.get_num_threads(), epoch_seconds=round(c.wall, 2),
+               epoch_cpu_seconds=round(c.cpu, 2), train_loss=m['train_losses'][0], test_loss=m['test_losses'][0],
+               accuracy=m['accuracies'][0],
+               predict=r.predict, load_average={'before': load, 'after': record.load_average()})
+    print(f"vit_nbdev epoch, recipe {recipe} ({torch.get_num_threads()} threads): {c.wall:.1f} s ({c.cpu:.1f} CPU s)  "
+          f"(train loss {m['train_losses'][0]:.4f}, test loss {m['test_losses'][0]:.4f}, "
+          f"accuracy {100 * m['accuracies'][0]:.2f}%)")
+    return c
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--data-dir', default=None)
@@ -92,6 +116,8 @@ def main():
     p.add_argument('--threads', type=int, default=None, help="vit_nbdev's CPU threads (default: vit_train's default)")
     p.add_argument('--ref-threads', type=int, default=None,
                    help="the reference's CPU threads (default: PyTorch's, as the seed runs)")
+    p.add_argument('--recipes', nargs='*', default=['fast'],
+                   help="vit_nbdev's recipes to time after its reference recipe (default: fast)")
     p.add_argument('--skip-data', action='store_true', help='do not time the data pipelines on their own')
     p.add_argument('--out', default=None, help='where to save the results (default bench/results/epoch.json)')
     a = p.parse_args()
@@ -120,28 +146,23 @@ def main():
     print(f"reference epoch ({torch.get_num_threads()} threads): {ref.wall:.1f} s ({ref.cpu:.1f} CPU s)  "
           f"(train loss {r[0]:.4f}, test loss {r[1]:.4f}, accuracy {100 * r[2]:.2f}%)")
 
-    # -- vit_nbdev's epoch
+    # -- vit_nbdev's epoch, for each recipe asked for (the recipe's set-up, e.g. the fast one's whitening, included)
     if a.threads: torch.set_num_threads(a.threads)
+    import_chapters()                                           # the recipes of later chapters (fast: chapter 9)
     trainloader, testloader = prepare_data(256, data_dir, device=device)
     if not a.skip_data: time_data(trainloader, res['vit_nbdev'], 'vit_nbdev data only (tensor ops)')
-    torch.manual_seed(0)
-    model = ViTForClassification(ViTConfig()).to(device)
-    opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, progress=False,
-                          verbose=False)
-        load = record.load_average()
-        with record.Clock() as ours:
-            m = trainer.train(trainloader, testloader, 1)
-    res['vit_nbdev'].update(threads=torch.get_num_threads(), epoch_seconds=round(ours.wall, 2),
-                            epoch_cpu_seconds=round(ours.cpu, 2), train_loss=m['train_losses'][0],
-                            test_loss=m['test_losses'][0], accuracy=m['accuracies'][0],
-                            load_average={'before': load, 'after': record.load_average()})
-    print(f"vit_nbdev epoch ({torch.get_num_threads()} threads): {ours.wall:.1f} s ({ours.cpu:.1f} CPU s)  "
-          f"(train loss {m['train_losses'][0]:.4f}, test loss {m['test_losses'][0]:.4f}, "
-          f"accuracy {100 * m['accuracies'][0]:.2f}%)")
+    ours = ours_epoch('reference', trainloader, testloader, device, res['vit_nbdev'])
+    for name in a.recipes:
+        if name != 'reference':
+            ours_epoch(name, trainloader, testloader, device, res.setdefault(f'vit_nbdev_{name}', {}))
     ratio, ratio_cpu = ours.wall / ref.wall, ours.cpu / ref.cpu
     print(f"vit_nbdev / reference epoch time: {ratio:.2f}x, CPU time: {ratio_cpu:.2f}x  (target <= 0.6x)")
+    for v in res.values():
+        if v.get('recipe', 'reference') == 'reference': continue
+        v.update(ratio_epoch_seconds=round(v['epoch_seconds'] / ref.wall, 3),
+                 ratio_epoch_cpu_seconds=round(v['epoch_cpu_seconds'] / ref.cpu, 3))
+        print(f"vit_nbdev recipe {v['recipe']} / reference epoch time: {v['ratio_epoch_seconds']:.2f}x, "
+              f"CPU time: {v['ratio_epoch_cpu_seconds']:.2f}x")
     rec.update(settings={'batch_size': 256, 'train_images': len(trainloader.dataset),
                          'test_images': len(testloader.dataset), 'timed_data': not a.skip_data},
                results=res, ratio_epoch_seconds=round(ratio, 3), ratio_epoch_cpu_seconds=round(ratio_cpu, 3))

@@ -313,6 +313,7 @@ def prepare_data(batch_size: int = 256,
                  device='cpu',                # where to keep the images (the `Trainer` moves them to its device)
                  image_size: int = 32,        # imagefolder only: side of the square images
                  train_sample_size: int = None, test_sample_size: int = None,  # random subsets, for quick runs
+                 holdout: int = 0,            # evaluate on the last `holdout` training images instead of the test set
                  test_batch_size: int = None, # default: `batch_size`
                  download: bool = True,       # CIFAR-10: download when missing
                  rank: int = 0, world_size: int = 1,  # several processes: each loader yields its share of a batch
@@ -328,6 +329,9 @@ def prepare_data(batch_size: int = 256,
         xte, yte, _ = load_image_folder(Path(data_dir) / 'test', image_size, classes)
         name = f'imagefolder:{Path(data_dir).resolve()}'
     else: raise ValueError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'imagefolder'")
+    if holdout:                                  # a validation split: the test set stays unseen while choosing
+        if not 0 < holdout < len(xtr): raise ValueError(f"holdout must be in 1..{len(xtr) - 1}, got {holdout}")
+        (xtr, xte), (ytr, yte) = (xtr[:-holdout], xtr[-holdout:]), (ytr[:-holdout], ytr[-holdout:])
     xtr, ytr = _subset(xtr, ytr, train_sample_size, seed)
     xte, yte = _subset(xte, yte, test_sample_size, seed + 1)
     shard = dict(rank=rank, world_size=world_size)
