@@ -6,6 +6,7 @@
 __all__ = ['patch_statistics', 'zca_whitening_init_', 'flip_logits', 'fast_recipe']
 
 # %% ../nbs/09_training_faster.ipynb #3e062087
+from dataclasses import replace
 import torch
 from torch import nn
 from .data import normalize
@@ -60,4 +61,4 @@ def fast_recipe(model: nn.Module, cfg: TrainConfig, trainloader) -> Recipe:
     if images is None: raise ValueError("the fast recipe needs the training images: a TensorLoader (`prepare_data`)")
     zca_whitening_init_(model.embedding.patch_embeddings.projection, images[:5000], eps=1e-3,
                         mean=trainloader.mean, std=trainloader.std)
-    return Recipe(**{**modern_recipe(model, cfg, trainloader).__dict__, 'predict': 'flip'})
+    return replace(modern_recipe(model, cfg, trainloader), predict='flip')

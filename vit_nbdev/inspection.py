@@ -419,15 +419,6 @@ def _error(prog: str, msg: str) -> int:
     print(f"{prog}: error: {msg}", file=sys.stderr, flush=True)
     return 1
 
-def _check_device(device):
-    "The `--device` argument as a `torch.device` (None: the default), or a `ValueError` saying why it cannot be used."
-    if device is None: return None
-    try: d = torch.device(device)
-    except RuntimeError as e: raise ValueError(f"unknown device {device!r}: {_message(e)}") from None
-    if d.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    return d
-
 @dataclass
 class PredictConfig(ExperimentConfig):
     "The settings of `vit_predict` (besides the image files)."
@@ -461,7 +452,7 @@ def vit_predict(argv: list = None) -> int:
     args = add_flags(p, PredictConfig).parse_args(argv)
     try:
         a = config_from_args(PredictConfig, args)
-        config, model, _ = load_experiment(a.exp_name, a.out_dir, device=_check_device(a.device))
+        config, model, _ = load_experiment(a.exp_name, a.out_dir, device=a.device)
     except _EXPECTED_ERRORS as e: return _error(p.prog, _message(e))
     classes, failed, files, xs = config['classes'], 0, [], []
     for f in args.images:
@@ -490,7 +481,7 @@ def vit_evaluate(argv: list = None) -> int:
                                 'writes confusion_matrix.png into its folder.')
     try:
         a = config_from_args(EvaluateConfig, add_flags(p, EvaluateConfig).parse_args(argv))
-        ev = evaluate_experiment(a.exp_name, a.dataset, a.data_dir, a.out_dir, _check_device(a.device),
+        ev = evaluate_experiment(a.exp_name, a.dataset, a.data_dir, a.out_dir, a.device,
                                  batch_size=a.batch_size)
     except _EXPECTED_ERRORS as e: return _error(p.prog, _message(e))
     print(ev); print(f"confusion matrix: {ev.path}")

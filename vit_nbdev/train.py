@@ -6,7 +6,7 @@
 __all__ = ['CHECKPOINT_FORMAT', 'PREDICTORS', 'RECIPES', 'WEIGHT_SOURCES', 'TRAIN_ERRORS', 'ExperimentExistsError',
            'CheckpointError', 'TrainingDivergedError', 'atomic_write', 'save_json', 'read_json', 'save_weights',
            'load_weights', 'save_checkpoint', 'load_checkpoint', 'plot_metrics', 'experiment_dir', 'autocast_dtype',
-           'Trainer', 'registrar', 'register_predictor', 'plain_logits', 'load_experiment', 'setting',
+           'resolve_device', 'Trainer', 'registrar', 'register_predictor', 'plain_logits', 'load_experiment', 'setting',
            'ExperimentConfig', 'TrainConfig', 'add_flags', 'config_from_args', 'Recipe', 'register_recipe',
            'make_recipe', 'reference_recipe', 'decay_groups', 'warmup_cosine', 'modern_recipe', 'pretrained_model',
            'train_experiment', 'import_chapters', 'train_parser', 'vit_train', 'init_distributed']
@@ -157,6 +157,17 @@ def autocast_dtype(device) -> torch.dtype:
     if device.type != 'cuda': return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
+# %% ../nbs/06_training.ipynb #0eea1260
+def resolve_device(device=None) -> torch.device:
+    "The `torch.device` that `device` names ('cpu', 'cuda', 'cuda:1'...; None: the default), if this machine has it."
+    if device is None: return default_device()
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return d
+
 # %% ../nbs/06_training.ipynb #5d45f492
 def _amp_dtype(amp, device) -> torch.dtype:
     "The autocast dtype `amp` asks for: None or 'auto' by capability, False or 'off' for none, or a dtype (name)."
@@ -184,7 +195,7 @@ class Trainer:
                  compile: bool = False,     # `torch.compile` the model (for CUDA)
                  progress: bool = True,     # show a progress bar (in notebooks and terminals)
                  verbose: bool = True):     # print one summary line per epoch
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.to(self.device)                             # the plain model: saved, evaluated
         self.optimizer, self.loss_func, self.scheduler = optimizer, loss_func, scheduler
         self.exp_name, self.exp_dir = exp_name, experiment_dir(exp_name, out_dir)
@@ -457,7 +468,7 @@ def load_experiment(exp_name: str,
     "Load an experiment's config, its model with trained weights, and its metrics, ready for inference."
     d = experiment_dir(exp_name, out_dir)
     if not (d / 'config.json').is_file(): raise FileNotFoundError(f"no experiment at {d} (missing {d / 'config.json'})")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     config = read_json(d / 'config.json')
     metrics = (read_json(d / 'metrics.json') if (d / 'metrics.json').is_file()
                else {'train_losses': [], 'test_losses': [], 'accuracies': []})
@@ -487,10 +498,7 @@ class ExperimentConfig:
     def __post_init__(self):
         for name in ('out_dir', 'data_dir'):                          # paths are stored as strings in config.json
             if getattr(self, name, None) is not None: setattr(self, name, str(getattr(self, name)))
-        if self.device is not None:
-            try: torch.device(self.device)
-            except RuntimeError:
-                raise ValueError(f"unknown device {self.device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
+        if self.device is not None: resolve_device(self.device)         # a bad or missing device fails here, named
 
 # %% ../nbs/06_training.ipynb #3ef0e34c
 @dataclass
@@ -787,9 +795,7 @@ def init_distributed(device=None,           # 'cpu', 'cuda' (each process then t
                      batch_size: int = None # the global batch, checked to split evenly over the processes
                     ) -> tuple:             # (device, rank, world size, whether this call joined a group)
     "Join the process group that `torchrun` describes in the environment; without `torchrun`, one process."
-    device = torch.device(device) if device is not None else default_device()
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but CUDA is not available")
+    device = resolve_device(device)
     if backend == 'nccl' and device.type != 'cuda':
         raise ValueError(f"backend nccl needs GPUs, but the device is {device}"
                          f"{'' if torch.cuda.is_available() else ' (this machine has no CUDA GPU)'}; use gloo")
