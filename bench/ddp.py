@@ -18,7 +18,8 @@ from torch import nn, optim
 import vit_nbdev
 from vit_nbdev.data import prepare_data
 from vit_nbdev.model import ViTForClassification
-from vit_nbdev.train import Trainer, init_distributed
+from vit_nbdev.training import Trainer
+from vit_nbdev.distributed import init_distributed
 
 
 def worker(a):

@@ -11,7 +11,7 @@
   (the per-image work, PIL conversion and transforms, is the reference's).
 - vit_nbdev: `prepare_data`, then `make_recipe` and `Trainer.train` for one epoch, as `vit_train` runs it (fast
   attention, batch-wise tensor augmentation, experiment files committed at the end of the epoch), for its reference
-  recipe and then for each of `--recipes` (default: chapter 9's fast recipe, whose whitening and flip evaluation
+  recipe and then for each of `--recipes` (default: chapter 7's fast recipe, whose whitening and flip evaluation
   are inside the clock).
 
 Data loading from disk happens before the clock starts for both. Each time is given in wall-clock seconds and in CPU
@@ -28,7 +28,9 @@ import torchvision.transforms as transforms
 from PIL import Image
 from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.data import load_cifar10, prepare_data
-from vit_nbdev.train import Trainer, TrainConfig, make_recipe, import_chapters
+from vit_nbdev.training import Trainer
+from vit_nbdev.recipes import TrainConfig, make_recipe
+import vit_nbdev.faster  # noqa: F401  registers --recipe fast (chapter 7)
 from throughput import AllTokens   # bench/ is on the path when this script runs
 import record
 
@@ -148,7 +150,6 @@ def main():
 
     # -- vit_nbdev's epoch, for each recipe asked for (the recipe's set-up, e.g. the fast one's whitening, included)
     if a.threads: torch.set_num_threads(a.threads)
-    import_chapters()                                           # the recipes of later chapters (fast: chapter 9)
     trainloader, testloader = prepare_data(256, data_dir, device=device)
     if not a.skip_data: time_data(trainloader, res['vit_nbdev'], 'vit_nbdev data only (tensor ops)')
     ours = ours_epoch('reference', trainloader, testloader, device, res['vit_nbdev'])

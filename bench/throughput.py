@@ -8,7 +8,7 @@
 - `vit_nbdev, all tokens`: the fused model (fused qkv + `scaled_dot_product_attention`), also computing every token of
   every block: the same work as timm, a like-for-like comparison of the two implementations;
 - `vit_nbdev fast path`: the fused model as `model(x)` runs it, the last block computing only the [CLS] token the head
-  reads (same logits; chapter 5, "Only what the head reads").
+  reads (same logits; chapter 4, "Only what the head reads").
 
 The machine is shared, so the models are measured in interleaved rounds and the best round of each is reported
 (the least disturbed one); the median is printed next to it. Each rate is given per wall-clock second and per CPU

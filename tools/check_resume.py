@@ -14,7 +14,7 @@ a fraction of a second), then runs the same command with `--resume`. It fails (e
   K+1..N, and its metrics start with the K epochs committed before the kill;
 - the resumed run's train losses, test losses and accuracies equal the uninterrupted run's, exactly.
 
-With `--nproc N` (N > 1) every run is `torchrun --standalone --nproc-per-node N -m vit_nbdev.train`, and the SIGKILL
+With `--nproc N` (N > 1) every run is `torchrun --standalone --nproc-per-node N -m vit_nbdev.commands`, and the SIGKILL
 goes to one training process, rank `--kill-rank` (torchrun then stops the others). `--resume-nproc M` resumes on M
 processes instead: the metrics then agree up to floating-point summation order, so they are compared within a
 relative 1e-3 (early epochs; rounding differences grow with every step).
@@ -25,9 +25,9 @@ from pathlib import Path
 def vit_train(nproc: int) -> list:
     "The command that starts `vit_train` on `nproc` processes (torchrun when more than one)."
     if nproc == 1:
-        return [sys.executable, '-c', 'import sys; from vit_nbdev.train import vit_train; sys.exit(vit_train())']
+        return [sys.executable, '-c', 'import sys; from vit_nbdev.commands import vit_train; sys.exit(vit_train())']
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', str(nproc),
-            '-m', 'vit_nbdev.train']
+            '-m', 'vit_nbdev.commands']
 KEYS = ('train_losses', 'test_losses', 'accuracies')
 
 

@@ -45,7 +45,7 @@ def main() -> int:
         nb = json.loads(page.read_text())
         problems += [f'{page.name}: error output in {e}' for e in error_outputs(nb)]
         problems += [f'{page.name}: image {u} not found' for u in image_links(nb) if not (page.parent / u).is_file()]
-    chapters = sorted(p.name for p in NBS.glob('[0-9][0-9]_*.ipynb'))
+    chapters = sorted(p.name for p in NBS.glob('[0-9][0-9]*_*.ipynb'))
     listed = sidebar_pages()
     if listed != ['index.ipynb'] + chapters:
         problems.append(f'sidebar.yml lists {listed}, expected index.ipynb then the chapters in order: {chapters}')

@@ -1,0 +1,78 @@
+"""Check the book's shape: what a reader and a developer rely on, beyond the tests in the chapters.
+
+Usage: python tools/check_book.py
+
+- the design card's chapter names exist (`nbs/00_patch_embedding.ipynb` ... `nbs/06_attention_inspection.ipynb`);
+- every chapter imports from the package only what earlier chapters export (imports point backwards);
+- no module is longer than 450 lines (nbdev's `_modidx.py` aside);
+- in the reading path (chapters 00-06 and their lettered companions) no code cell is longer than 40 lines;
+- no cell calls `show_doc` more than once (only a cell's last output is shown);
+- no stored output holds an absolute path or progress-bar HTML.
+"""
+import ast, json, re, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS, LIB = ROOT / 'nbs', ROOT / 'vit_nbdev'
+CARD = ('00_patch_embedding', '06_attention_inspection')
+ABS_PATH = re.compile(r'(?<![\w.:/])/(tmp|work|home|root|Users|private|var/folders)/')
+
+
+def cells(nb: Path) -> list: return json.loads(nb.read_text())['cells']
+def source(c) -> str: return ''.join(c['source'])
+
+
+def module_of(nb: Path):
+    "The module a chapter exports to (its `#| default_exp`), or None."
+    for c in cells(nb):
+        m = re.search(r'^#\|\s*default_exp\s+(\S+)', source(c), re.M)
+        if m: return m.group(1)
+
+
+def imported_modules(src: str) -> set:
+    "The `vit_nbdev` modules a cell's code imports."
+    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+    except SyntaxError: return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('vit_nbdev.'):
+            found.add(node.module.split('.')[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split('.')[1] for a in node.names if a.name.startswith('vit_nbdev.')}
+    return found
+
+
+def main() -> int:
+    chapters = sorted(NBS.glob('[0-9][0-9]*_*.ipynb'))
+    problems = [f'nbs/{n}.ipynb is missing: the design card names it' for n in CARD if not (NBS / f'{n}.ipynb').exists()]
+    owner = {module_of(nb): nb.stem for nb in chapters if module_of(nb)}
+    for nb in chapters:
+        reading = re.match(r'0[0-6][a-z]?_', nb.name)
+        for i, c in enumerate(cells(nb)):
+            src = source(c)
+            if c['cell_type'] != 'code': continue
+            for mod in imported_modules(src):
+                if mod not in owner: problems.append(f'{nb.name} cell {i}: imports vit_nbdev.{mod}, which no chapter exports')
+                elif owner[mod] > nb.stem: problems.append(f'{nb.name} cell {i}: imports vit_nbdev.{mod} from the later '
+                                                           f'chapter {owner[mod]}')
+            n = len([l for l in src.splitlines() if l.strip()])
+            if reading and n > 40: problems.append(f'{nb.name} cell {i}: {n} lines (the reading path keeps cells <= 40)')
+            if len(re.findall(r'^\s*show_doc\(', src, re.M)) > 1:
+                problems.append(f'{nb.name} cell {i}: several show_doc calls, only the last output is shown')
+            for o in c.get('outputs', []):
+                text = ''.join(o.get('text', '')) + ''.join(''.join(v) for k, v in o.get('data', {}).items()
+                                                             if k.startswith('text/'))
+                if ABS_PATH.search(text): problems.append(f'{nb.name} cell {i}: an absolute path in its output'); break
+                if 'progress::-webkit' in text or '<progress' in text:
+                    problems.append(f'{nb.name} cell {i}: progress-bar HTML in its output'); break
+    for p in sorted(LIB.glob('*.py')):
+        n = len(p.read_text().splitlines())
+        if p.name != '_modidx.py' and n > 450: problems.append(f'vit_nbdev/{p.name}: {n} lines (at most 450)')
+    for line in problems: print(f'book: {line}')
+    if problems: return 1
+    print(f'book: {len(chapters)} chapters, imports point backwards, cells and modules within their limits')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
