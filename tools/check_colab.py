@@ -41,7 +41,7 @@ def colab_env(work: Path) -> dict:
     "The environment of a Colab kernel: the stand-in `google.colab` imported at start, installs from this checkout."
     standin = work / 'standin'
     (standin / 'google' / 'colab').mkdir(parents=True)
-    (standin / 'google' / '__init__.py').write_text('')
+    # `google` stays a namespace package, as in Colab: `google.protobuf` (onnx needs it) installs beside it
     (standin / 'google' / 'colab' / '__init__.py').write_text(
         '"A stand-in for Colab\'s module (tools/check_colab.py)."\n')
     startup = work / 'ipython' / 'profile_default' / 'startup'

@@ -10,6 +10,7 @@ for nb in "${notebooks[@]}"; do
   start=$SECONDS
   (cd "$(dirname "$nb")" && env -u IN_TEST -u MPLBACKEND jupyter nbconvert --to notebook --execute --inplace \
      --ExecutePreprocessor.timeout=3600 --log-level=WARN "$(basename "$nb")")
+  python tools/strip_progress.py "$nb" >/dev/null
   nbdev_clean --fname "$nb"
   echo "executed $nb in $((SECONDS - start)) s"
 done

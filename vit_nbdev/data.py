@@ -175,7 +175,7 @@ def crop_resize_flip(images: torch.Tensor,  # uint8 or float images (B, C, H, W)
 # %% ../nbs/04a_data.ipynb #08a76671
 def normalize(x: torch.Tensor,  # pixel values in 0..255
               mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
-    "Scale 0..255 pixels to 0..1, subtract `mean` and divide by `std` (the reference's `Normalize((0.5,)*3, (0.5,)*3)`)."
+    "Scale 0..255 pixels to 0..1, subtract `mean` and divide by `std` (the reference's `Normalize(0.5, 0.5)`)."
     return x.float() * (1 / (255 * std)) - mean / std
 
 # %% ../nbs/04a_data.ipynb #d7bfb7f3
@@ -196,7 +196,7 @@ def augment_batch(images: torch.Tensor,     # uint8 (B, C, H, W)
                   out_size: int = None,     # default: the input size
                   scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), flip_p: float = 0.5,
                  ) -> torch.Tensor:         # float (B, C, out_size, out_size) in 0..255
-    "The reference's training augmentation (random resized crop, horizontal flip) of a whole batch, drawn from `generator`."
+    "The reference's augmentation (random resized crop, horizontal flip) of a whole batch, drawn from `generator`."
     B, _, H, W = images.shape
     if H != W: raise ValueError(f"augment expects square images, got {H}x{W}")
     return crop_resize_flip(images, *augment_params(B, H, generator, scale, ratio, flip_p), out_size=out_size or H)

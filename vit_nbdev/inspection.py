@@ -230,7 +230,7 @@ def _title(pred: int, probs: torch.Tensor, classes: list, label=None) -> tuple:
     return f"{name} ({probs[pred]:.0%}), true: {classes[label] if classes else int(label)}", 'red'
 
 def _attention_colorbar(fig, cmap: str = 'jet'):
-    "Lay out `fig` and add the colour bar of its overlays: each map runs from its least (0) to its most attended patch (1)."
+    "Lay out `fig` and add the colour bar of its overlays: each map from its least (0) to its most attended patch (1)."
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     fig.tight_layout(rect=(0, 0, 0.9, 1))

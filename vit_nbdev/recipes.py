@@ -37,8 +37,9 @@ class ExperimentConfig:
 @dataclass
 class TrainConfig(ExperimentConfig):
     "Every setting of a training run, each with its one default: `vit_train`'s flags and `config.json` come from here."
-    recipe: str = setting('reference', "'reference' (tintn's constant-lr AdamW), 'modern' (warm-up, cosine decay, label "
-                          "smoothing, no decay of biases and norms) or 'fast' (chapter 7: modern + whitening + flips)")
+    recipe: str = setting('reference', "'reference' (tintn's constant-lr AdamW), 'modern' (warm-up, cosine decay, "
+                          "label smoothing, no decay of biases and norms) or 'fast' (chapter 7: modern, whitening, "
+                          "flips)")
     epochs: int = setting(100, 'total number of epochs (counting those a resumed run already did)')
     batch_size: int = setting(256, 'images per optimisation step')
     lr: float = setting(1e-2, '(peak) learning rate of AdamW')
@@ -65,7 +66,7 @@ class TrainConfig(ExperimentConfig):
     compile: bool = setting(False, 'torch.compile the model (worth it on a GPU)')
     backend: str = setting('auto', "under torchrun: the process group's backend, auto (NCCL on GPUs, gloo on CPU), "
                            'gloo or nccl', choices=('auto', 'gloo', 'nccl'))
-    threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses the stored value)")
+    threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
 
     def __post_init__(self):

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PREDICTORS', 'TrainingDivergedError', 'autocast_dtype', 'Trainer', 'registrar', 'register_predictor', 'plain_logits',
-           'flip_logits']
+           'flip_logits', 'Callback', 'PrintMetrics', 'ExperimentFiles']
 
 # %% ../nbs/05_training.ipynb #d4b5d658
 import sys, json, time, shutil, platform, tempfile
@@ -66,6 +66,7 @@ class Trainer:
                  predict: str = 'plain',    # how evaluation turns images into logits: a name in `PREDICTORS`
                  amp='auto',                # 'auto': by capability (`autocast_dtype`); 'off'; 'bfloat16' or 'float16'
                  compile: bool = False,     # `torch.compile` the model (for CUDA)
+                 callbacks: list = (),      # more `Callback`s, after `ExperimentFiles` and `PrintMetrics`
                  progress: bool = True,     # show a progress bar (in notebooks and terminals)
                  verbose: bool = True):     # print one summary line per epoch
         self.device = resolve_device(device)
@@ -86,6 +87,7 @@ class Trainer:
             ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None)
             self.train_forward = torch.compile(ddp) if compile else ddp
         self.metrics = {}                                              # name -> one value per epoch
+        self.callbacks = [ExperimentFiles(), PrintMetrics(), *callbacks]  # what runs around the loop
 
     def _log(self, msg: str):
         if self.verbose: print(msg, flush=True)
@@ -132,7 +134,7 @@ def train_epoch(self, loader, epoch: int = None) -> float:
 
 
 # %% ../nbs/05_training.ipynb #36a66010
-PREDICTORS = {}   # name -> `fn(forward, x) -> logits`; chapter 7 adds test-time augmentation
+PREDICTORS = {}   # name -> `fn(forward, x) -> logits`: 'plain' and 'flip' below, or your own
 
 def registrar(registry: dict, name: str):
     "A decorator that stores what it decorates in `registry` under `name`, and returns it unchanged."
@@ -244,19 +246,104 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
             'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__,
                          'python': platform.python_version()}}
 
-# %% ../nbs/05_training.ipynb #986f8381
+# %% ../nbs/05_training.ipynb #5b86329b
+class Callback:
+    "A hook into `Trainer.train`: override the events you need; each receives the trainer."
+    def before_fit(self, trainer): pass    # the loaders are ready, no epoch has run; may restore one (`trainer.epoch`)
+    def after_epoch(self, trainer): pass   # epoch `trainer.epoch` is done: `trainer.metrics` holds it
+    def after_fit(self, trainer): pass     # the last epoch is done
+
+class PrintMetrics(Callback):
+    "One line per epoch: the losses, the accuracy and the seconds it took."
+    def after_epoch(self, t):
+        m = {k: v[-1] for k, v in t.metrics.items()}
+        t._log(f"epoch {t.epoch:>3}/{t.epochs}  train loss {m['train_losses']:.4f}  test loss {m['test_losses']:.4f}  "
+               f"accuracy {100 * m['accuracies']:6.2f}%  ({m['seconds']:.1f} s)")
+
+# %% ../nbs/05_training.ipynb #d4809609
 @patch_to(Trainer)
-def _prepare(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
+def train(self, trainloader, testloader, epochs: int,
+          save_model_every_freq: int = 0,  # keep `model_{epoch}.safetensors` every N epochs (0: never)
+          resume: bool = False,            # continue the experiment from its last committed epoch
+          overwrite: bool = False,         # delete an existing experiment and start again
+         ) -> dict:                        # the metrics: train_losses, test_losses, accuracies, seconds
+    "Train for `epochs` epochs (in total, counting resumed ones), evaluating after each; the callbacks do the rest."
+    self._check_fit(trainloader, testloader, epochs, resume, overwrite)
+    self.trainloader, self.testloader, self.epochs, self.epoch = trainloader, testloader, epochs, 0
+    self.save_model_every_freq, self.resume, self.overwrite = save_model_every_freq, resume, overwrite
+    self._event('before_fit')                                              # a resumed run sets self.epoch
+    for self.epoch in range(self.epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        train_loss = self.train_epoch(trainloader, self.epoch)
+        test_loss, accuracy = self.evaluate(testloader)
+        row = {'train_losses': train_loss, 'test_losses': test_loss, 'accuracies': accuracy,
+               'seconds': time.perf_counter() - t0}                        # a new metric: one more entry here
+        for k, v in row.items(): self.metrics.setdefault(k, []).append(v)
+        self._event('after_epoch')                                         # commit the epoch, print it, ...
+    self._event('after_fit')
+    return self.metrics
+
+# %% ../nbs/05_training.ipynb #44d029b1
+@patch_to(Trainer)
+def _event(self, name: str):
+    "Call hook `name` of every callback, in order."
+    for cb in self.callbacks: getattr(cb, name)(self)
+
+@patch_to(Trainer)
+def _check_fit(self, trainloader, testloader, epochs: int, resume: bool, overwrite: bool):
+    "Refuse a run that cannot work, before anything is written; keep the loaders' images where the model is."
+    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
+    for loader in (trainloader, testloader):
+        if hasattr(loader, 'to'): loader.to(self.device)
+        if (getattr(loader, 'rank', 0), getattr(loader, 'world_size', 1)) != (self.rank, self.world_size):
+            raise ValueError(f"process {self.rank} of {self.world_size} needs loaders that yield its share: "
+                             f"TensorLoader(..., rank={self.rank}, world_size={self.world_size})")
+    left = len(trainloader.dataset) % trainloader.batch_size if self.world_size > 1 else 0
+    if 0 < left < self.world_size:
+        raise ValueError(f"the last batch of {left} image(s) cannot give each of the {self.world_size} processes one: "
+                         f"change the batch size or the number of images")
+
+# %% ../nbs/05_training.ipynb #54680d79
+class ExperimentFiles(Callback):
+    "Keep `trainer.exp_dir` up to date: config.json first, then every epoch committed, the final weights last."
+    def before_fit(self, t): t.epoch = self._start(t)         # 0, or the epochs a resumed run already did
+    def after_epoch(self, t): self._commit(t)
+
+    def after_fit(self, t):
+        if t.rank == 0:
+            save_weights(t.model, t.exp_dir / 'model_final.safetensors')
+            plot_metrics(t.metrics, t.exp_dir / 'metrics.png')   # also when a resumed run had nothing left to do
+        if t.world_size > 1: dist.barrier()
+
+    def _start(self, t) -> int:
+        "Prepare the experiment folder (rank 0) and load its last committed epoch (every rank); return that epoch."
+        if t.world_size == 1: return self._prepare(t)
+        box = [None, 0]                                             # (rank 0's error, epochs done)
+        if t.rank == 0:
+            try: box[1] = self._prepare(t)
+            except Exception as e: box[0] = e
+        dist.broadcast_object_list(box, src=0)                      # the others wait for rank 0, then share its outcome
+        if box[0] is not None: raise box[0]
+        if box[1] and t.rank:                                    # rank 0 loaded and checked it already
+            ckpt = t.exp_dir / read_json(t.exp_dir / 'metrics.json')['checkpoint']
+            t.load_state_dict(load_checkpoint(ckpt, map_location=t.device), ckpt)
+        return box[1]
+
+# %% ../nbs/05_training.ipynb #41d05816
+@patch_to(ExperimentFiles)
+def _prepare(self, t) -> int:
     "Prepare the experiment folder (rank 0's part of `_start`); return the number of epochs already done."
-    d = self.exp_dir
+    d = t.exp_dir
     exists = d.exists() and any(d.iterdir())
-    if exists and not (resume or overwrite):
+    if exists and not (t.resume or t.overwrite):
         raise ExperimentExistsError(f"experiment {d} already exists: pass --resume (resume=True) to continue it "
                                     f"or --overwrite (overwrite=True) to delete it and start again")
-    if exists and overwrite and not resume: shutil.rmtree(d)
+    if exists and t.overwrite and not t.resume: shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     for tmp in d.glob('.*.tmp'): tmp.unlink()                    # half-written files of a killed run
-    cfg = self.config(trainloader, epochs)
+    trainloader, epochs = t.trainloader, t.epochs
+    cfg = t.config(trainloader, epochs)
     if not (d / 'metrics.json').exists():                        # new, or killed before its first epoch ended
         save_json(d / 'config.json', cfg)
         return 0
@@ -266,82 +353,31 @@ def _prepare(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> i
         raise CheckpointError(f"{d / 'config.json'} was trained with model config {old['model']}, not {cfg['model']}")
     metrics = read_json(d / 'metrics.json')
     ckpt = d / metrics.get('checkpoint', '')
-    done = self.load_state_dict(load_checkpoint(ckpt, map_location=self.device), ckpt)
-    if done != metrics.get('epoch', done) or len(self.metrics.get('accuracies', [])) != done:
+    done = t.load_state_dict(load_checkpoint(ckpt, map_location=t.device), ckpt)
+    if done != metrics.get('epoch', done) or len(t.metrics.get('accuracies', [])) != done:
         raise CheckpointError(f"{ckpt} (epoch {done}) does not match {d / 'metrics.json'} "
                               f"(epoch {metrics.get('epoch')})")
     was = old['runtime']['world_size']
-    save_json(d / 'config.json', {**old, 'training': {**old['training'], 'epochs': epochs}, 'runtime': self.runtime()})
-    self._log(f"resuming {d} after epoch {done} of {epochs}")
-    if was != self.world_size:
-        self._log(f"note: epochs 1-{done} ran on {was} process(es), the next on {self.world_size}: the same run up "
+    save_json(d / 'config.json', {**old, 'training': {**old['training'], 'epochs': epochs}, 'runtime': t.runtime()})
+    t._log(f"resuming {d} after epoch {done} of {epochs}")
+    if was != t.world_size:
+        t._log(f"note: epochs 1-{done} ran on {was} process(es), the next on {t.world_size}: the same run up "
                   f"to floating-point summation order")
     return done
 
-# %% ../nbs/05_training.ipynb #fb220074
-@patch_to(Trainer)
-def _start(self, trainloader, epochs: int, resume: bool, overwrite: bool) -> int:
-    "Prepare the experiment folder (rank 0) and load its last committed epoch (every rank); return that epoch."
-    if self.world_size == 1: return self._prepare(trainloader, epochs, resume, overwrite)
-    box = [None, 0]                                             # (rank 0's error, epochs done)
-    if self.rank == 0:
-        try: box[1] = self._prepare(trainloader, epochs, resume, overwrite)
-        except Exception as e: box[0] = e
-    dist.broadcast_object_list(box, src=0)                      # the others wait for rank 0, then share its outcome
-    if box[0] is not None: raise box[0]
-    if box[1] and self.rank:                                    # rank 0 loaded and checked it already
-        ckpt = self.exp_dir / read_json(self.exp_dir / 'metrics.json')['checkpoint']
-        self.load_state_dict(load_checkpoint(ckpt, map_location=self.device), ckpt)
-    return box[1]
-
-# %% ../nbs/05_training.ipynb #bbe75d09
-@patch_to(Trainer)
-def _commit(self, epoch: int, save_model_every_freq: int):
+# %% ../nbs/05_training.ipynb #e8ed302d
+@patch_to(ExperimentFiles)
+def _commit(self, t):
     "Write epoch `epoch` to disk: snapshot, resume checkpoint, then metrics.json naming it (the commit), then clean up."
-    d, state = self.exp_dir, self.state_dict(epoch)             # every rank takes part in gathering the RNG states
-    if self.rank == 0:                                          # rank 0 alone writes
-        if save_model_every_freq and epoch % save_model_every_freq == 0:
-            save_weights(self.model, d / f'model_{epoch}.safetensors')
+    d, epoch, every = t.exp_dir, t.epoch, t.save_model_every_freq
+    state = t.state_dict(epoch)             # every rank takes part in gathering the RNG states
+    if t.rank == 0:                                          # rank 0 alone writes
+        if every and epoch % every == 0:
+            save_weights(t.model, d / f'model_{epoch}.safetensors')
         name = f'resume-{epoch}.pt'
         save_checkpoint(d / name, state)
-        save_json(d / 'metrics.json', {**self.metrics, 'epoch': epoch, 'checkpoint': name})   # <- the commit point
+        save_json(d / 'metrics.json', {**t.metrics, 'epoch': epoch, 'checkpoint': name})   # <- the commit point
         for old in d.glob('resume-*.pt'):
             if old.name != name: old.unlink()
-        plot_metrics(self.metrics, d / 'metrics.png')
-    if self.world_size > 1: dist.barrier()                      # the others wait for the commit
-
-# %% ../nbs/05_training.ipynb #7594a8ca
-@patch_to(Trainer)
-def train(self, trainloader, testloader, epochs: int,
-          save_model_every_freq: int = 0,  # keep `model_{epoch}.safetensors` every N epochs (0: never)
-          resume: bool = False,                # continue the experiment from its last committed epoch
-          overwrite: bool = False,             # delete an existing experiment and start again
-         ) -> dict:                            # the metrics: train_losses, test_losses, accuracies
-    "Train for `epochs` epochs (in total, counting resumed ones), evaluating and committing every epoch."
-    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
-    for loader in (trainloader, testloader):
-        if hasattr(loader, 'to'): loader.to(self.device)          # keep the images where the model is
-        if (getattr(loader, 'rank', 0), getattr(loader, 'world_size', 1)) != (self.rank, self.world_size):
-            raise ValueError(f"process {self.rank} of {self.world_size} needs loaders that yield its share: "
-                             f"TensorLoader(..., rank={self.rank}, world_size={self.world_size})")
-    left = len(trainloader.dataset) % trainloader.batch_size if self.world_size > 1 else 0
-    if 0 < left < self.world_size:
-        raise ValueError(f"the last batch of {left} image(s) cannot give each of the {self.world_size} processes one: "
-                         f"change the batch size or the number of images")
-    done = self._start(trainloader, epochs, resume, overwrite)
-    for epoch in range(done + 1, epochs + 1):
-        t0 = time.perf_counter()
-        train_loss = self.train_epoch(trainloader, epoch)
-        test_loss, accuracy = self.evaluate(testloader)
-        dt = time.perf_counter() - t0                                        # wall-clock seconds of the epoch
-        row = {'train_losses': train_loss, 'test_losses': test_loss, 'accuracies': accuracy, 'seconds': dt}
-        for k, v in row.items(): self.metrics.setdefault(k, []).append(v)    # a new metric: one more entry in `row`
-        self._commit(epoch, save_model_every_freq)
-        self._log(f"epoch {epoch:>3}/{epochs}  train loss {train_loss:.4f}  test loss {test_loss:.4f}  "
-                  f"accuracy {100 * accuracy:6.2f}%  ({dt:.1f} s)")
-    if self.rank == 0:
-        save_weights(self.model, self.exp_dir / 'model_final.safetensors')
-        if done >= epochs: plot_metrics(self.metrics, self.exp_dir / 'metrics.png')   # nothing ran: make sure it exists
-    if self.world_size > 1: dist.barrier()
-    return self.metrics
+        plot_metrics(t.metrics, d / 'metrics.png')
+    if t.world_size > 1: dist.barrier()                      # the others wait for the commit
