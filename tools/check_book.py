@@ -44,25 +44,27 @@ def imported_modules(src: str) -> set:
 
 def main() -> int:
     chapters = sorted(NBS.glob('[0-9][0-9]*_*.ipynb'))
-    problems = [f'nbs/{n}.ipynb is missing: the design card names it' for n in CARD if not (NBS / f'{n}.ipynb').exists()]
+    problems = [f'nbs/{n}.ipynb is missing: the design card names it'
+                for n in CARD if not (NBS / f'{n}.ipynb').exists()]
     owner = {module_of(nb): nb.stem for nb in chapters if module_of(nb)}
+    def later(mod, nb): return f'{nb.name}: imports vit_nbdev.{mod} from the later chapter {owner[mod]}'
     for nb in chapters:
         reading = re.match(r'0[0-6][a-z]?_', nb.name)
         for i, c in enumerate(cells(nb)):
             src = source(c)
             if c['cell_type'] != 'code': continue
             for mod in imported_modules(src):
-                if mod not in owner: problems.append(f'{nb.name} cell {i}: imports vit_nbdev.{mod}, which no chapter exports')
-                elif owner[mod] > nb.stem: problems.append(f'{nb.name} cell {i}: imports vit_nbdev.{mod} from the later '
-                                                           f'chapter {owner[mod]}')
+                if mod not in owner: problems.append(f'{nb.name}: imports vit_nbdev.{mod}, which no chapter exports')
+                elif owner[mod] > nb.stem: problems.append(later(mod, nb))
             n = len([l for l in src.splitlines() if l.strip()])
-            if reading and n > 40: problems.append(f'{nb.name} cell {i}: {n} lines (the reading path keeps cells <= 40)')
+            if reading and n > 40: problems.append(f'{nb.name} cell {i}: {n} lines (reading path: at most 40)')
             if len(re.findall(r'^\s*show_doc\(', src, re.M)) > 1:
                 problems.append(f'{nb.name} cell {i}: several show_doc calls, only the last output is shown')
             for o in c.get('outputs', []):
-                text = ''.join(o.get('text', '')) + ''.join(''.join(v) for k, v in o.get('data', {}).items()
+                data = o.get('data', {})
+                text = ''.join(o.get('text', '')) + ''.join(''.join(v) for k, v in data.items()
                                                              if k.startswith('text/'))
-                if ABS_PATH.search(text): problems.append(f'{nb.name} cell {i}: an absolute path in its output'); break
+                if ABS_PATH.search(text): problems.append(f'{nb.name} cell {i}: an absolute path in an output'); break
                 if 'progress::-webkit' in text or '<progress' in text:
                     problems.append(f'{nb.name} cell {i}: progress-bar HTML in its output'); break
     for p in sorted(LIB.glob('*.py')):

@@ -8,7 +8,8 @@ What Colab gives a chapter opened from its badge, reproduced here:
 - the notebook alone in an empty working directory;
 - `google.colab` imported when the kernel starts: a stand-in module, imported from an IPython startup file, so that
   the chapter's Colab cell runs. Its `pip install` is pointed at this checkout (`VIT_NBDEV_SOURCE`) and the
-  committed experiment chapters 6, 6a, 7 and 9a download at the checkout's files (`VIT_NBDEV_FILES`), since CI has no network;
+  committed experiments and files that chapters 1, 6-10 download at the checkout's files (`VIT_NBDEV_FILES`), since
+  CI has no network;
   CIFAR-10 comes from `$VIT_DATA_DIR` when it is set (Colab downloads it).
 Every cell runs, `#| slow` and `#| eval: false` ones too (Colab's "Run all"), with `IN_TEST=1`, which the chapters
 read to train on small samples. Each chapter starts without the package: it is uninstalled before each one.
