@@ -71,7 +71,7 @@ def run_chapter(python: Path, nb: Path, work: Path, env: dict) -> float:
 def main(argv: list) -> int:
     reuse = '--reuse-venv' in argv
     chapters = ([ROOT / 'nbs' / a for a in argv if a.endswith('.ipynb')]
-                or sorted((ROOT / 'nbs').glob('[0-9][0-9]_*.ipynb')))
+                or sorted((ROOT / 'nbs').glob('[0-9][0-9]*_*.ipynb')))
     t0 = time.perf_counter()
     python = make_venv(Path(os.environ.get('VIT_COLAB_VENV', '/tmp/vit_nbdev-colab-venv')), reuse)
     print(f'colab: environment ready in {time.perf_counter() - t0:.0f} s ({", ".join(COLAB_STACK)})', flush=True)
