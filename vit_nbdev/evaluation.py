@@ -6,9 +6,10 @@ __all__ = ['confusion_matrix', 'Evaluation', 'evaluate', 'experiment_predictor',
 # %% ../nbs/06a_evaluation.ipynb #0e982a2b
 from pathlib import Path
 import torch
-from .data import load_cifar10, load_image_folder
+from .data import load_cifar10, load_image_folder, TensorLoader
+from .training import predictions
 from .experiments import load_experiment, experiment_dir, atomic_write
-from .inspection import _figure, _run, _predictor
+from .inspection import _figure, _predictor
 from fastcore.basics import patch_to
 
 # %% ../nbs/06a_evaluation.ipynb #c4b55785
@@ -87,9 +88,11 @@ def evaluate(model: torch.nn.Module,  # a `ViTForClassification`
     "Classify a labelled image set and return its `Evaluation`."
     if len(classes) != model.config.num_classes:
         raise ValueError(f"the model has {model.config.num_classes} classes, the data {len(classes)} ({classes})")
-    # (N,)
-    preds = torch.cat([_run(model, images[i:i + batch_size], predictor=predictor)[0].argmax(1)
-                       for i in range(0, len(images), batch_size)])
+    loader = TensorLoader(images, labels, classes, batch_size)         # normalised as training evaluates
+    device, was_training = next(model.parameters()).device, model.training
+    model.eval()
+    try: preds = torch.cat([logits.argmax(1).cpu() for logits, _ in predictions(model, loader, predictor, device)])
+    finally: model.train(was_training)
     return Evaluation(confusion_matrix(preds, labels, len(classes)), classes, dataset)
 
 # %% ../nbs/06a_evaluation.ipynb #79daf9cf

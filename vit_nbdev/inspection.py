@@ -37,9 +37,14 @@ def download_experiment(exp_name: str,           # an experiment committed with 
                         base_url: str = None,    # default `$VIT_NBDEV_FILES`, else the repository on GitHub
                         files: tuple = EXPERIMENT_FILES,  # which of its files (the records alone: the two .json)
                        ) -> Path:                # the experiment's folder
-    "Download a committed experiment's `config.json`, `metrics.json` and final weights from the repository."
+    "Download a committed experiment's `config.json`, `metrics.json` and final weights (or last checkpoint)."
     d = experiment_dir(exp_name, out_dir)
-    for name in files: download_file(f'experiments/{exp_name}/{name}', d / name, base_url)
+    for name in files:
+        try: download_file(f'experiments/{exp_name}/{name}', d / name, base_url)
+        except FileNotFoundError:                   # a run still under way has no final weights: its last checkpoint
+            ckpt = read_json(d / 'metrics.json').get('checkpoint') if (d / 'metrics.json').is_file() else None
+            if name != 'model_final.safetensors' or not ckpt: raise
+            download_file(f'experiments/{exp_name}/{ckpt}', d / ckpt, base_url)
     return d
 
 # %% ../nbs/06_attention_inspection.ipynb #3e931036

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['PREDICTORS', 'TrainingDivergedError', 'autocast_dtype', 'Trainer', 'registrar', 'register_predictor', 'plain_logits',
-           'flip_logits', 'Callback', 'PrintMetrics', 'ExperimentFiles']
+           'flip_logits', 'predictions', 'Callback', 'PrintMetrics', 'ExperimentFiles']
 
 # %% ../nbs/05_training.ipynb #d4b5d658
-import sys, json, time, shutil, platform, tempfile
+import sys, json, time, shutil, platform, tempfile, contextlib
 from pathlib import Path
 import torch
 from torch import nn, optim
@@ -160,23 +160,31 @@ def flip_logits(forward, x: torch.Tensor) -> torch.Tensor:
     return logits.view(2, len(x), -1).mean(0)                             # (B, num_classes)
 
 # %% ../nbs/05_training.ipynb #d3b4db58
+def predictions(forward,                 # the model, or what runs it (compiled, under DDP)
+                loader,                  # batches (x, y): normalised images and labels
+                predict: str = 'plain',  # how images become logits: a name in `PREDICTORS`
+                device=None,             # where the batches go (default: where they are)
+                autocast=None):          # a context for the forward passes, e.g. `torch.autocast(...)`
+    "Yield the logits (float) and labels of every batch of `loader`, without gradients: the one evaluation path."
+    with torch.inference_mode(), autocast or contextlib.nullcontext():
+        for x, y in loader:
+            if not len(y): continue                                        # a share of no image (tiny last batch)
+            x, y = x.to(device or x.device, non_blocking=True), y.to(device or y.device, non_blocking=True)
+            yield PREDICTORS[predict](forward, x).float(), y               # (b, num_classes), (b,)
+
 @patch_to(Trainer)
 def evaluate(self, loader) -> tuple:
     "Mean loss and accuracy (a fraction in [0, 1]) of the model on `loader` (over all processes), without gradients."
     self.model.eval()
     total, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long)
     n = torch.zeros((), device=self.device, dtype=torch.long)
-    with torch.inference_mode(), self._autocast():
-        for x, y in loader:
-            if not len(y): continue                                        # a share of no image (tiny last batch)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            logits = PREDICTORS[self.predict](self.forward, x).float()     # (b, num_classes)
+    for logits, y in predictions(self.forward, loader, self.predict, self.device, self._autocast()):
+        with torch.inference_mode():
             total += self.loss_func(logits, y) * len(y)
             correct += (logits.argmax(1) == y).sum(); n += len(y)
     if self.world_size > 1:
         for t in (total, correct, n): dist.all_reduce(t)                  # the sums over all processes
     return (total / n).item(), correct.item() / n.item()
-
 
 # %% ../nbs/05_training.ipynb #61e130a0
 def _rng_state() -> dict:
