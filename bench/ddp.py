@@ -19,7 +19,7 @@ import vit_nbdev
 from vit_nbdev.data import prepare_data
 from vit_nbdev.model import ViTForClassification
 from vit_nbdev.training import Trainer
-from vit_nbdev.distributed import init_distributed
+from vit_nbdev.distributed import init_distributed, DistributedTraining
 
 
 def worker(a):
@@ -33,7 +33,7 @@ def worker(a):
     opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, amp='off', progress=False,
-                          verbose=False)
+                          verbose=False, callbacks=[DistributedTraining()])
         train.to(device)
         trainer.train_epoch(train, 0)                                             # warm-up
         seconds = []

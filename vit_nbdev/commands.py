@@ -20,7 +20,7 @@ from .recipes import (ExperimentConfig, TrainConfig, RECIPES, make_recipe, setti
 from .inspection import committed_experiment, committed_file, load_images, predict, visualize_attention
 from .evaluation import evaluate_experiment, experiment_predictor
 from .faster import fast_recipe                    # registers --recipe fast
-from .distributed import init_distributed
+from .distributed import init_distributed, DistributedTraining
 from .finetune import init_from
 
 # %% ../nbs/10_commands.ipynb #3e4077d2
@@ -58,7 +58,8 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
         trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, device,                   # 4 trainer
                           scheduler=recipe.scheduler, predict=recipe.predict,
                           out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()}, amp=cfg.amp,
-                          compile=cfg.compile, progress=progress, verbose=verbose)
+                          compile=cfg.compile, progress=progress, verbose=verbose,
+                          callbacks=[*recipe.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
                       resume=resume, overwrite=overwrite)
     finally:

@@ -177,11 +177,12 @@ def config_from_args(config_cls, args: argparse.Namespace, **fixed):
 # %% ../nbs/05a_recipes.ipynb #51ba4b1d
 @dataclass
 class Recipe:
-    "What a recipe makes for a model: the optimiser, the loss, the learning-rate schedule and how to predict."
+    "What a recipe makes for a model: optimiser, loss, learning-rate schedule, how to predict, and callbacks."
     optimizer: optim.Optimizer
     loss_func: nn.Module
     scheduler: object = None   # an `lr_scheduler` stepped after every batch, or None
     predict: str = 'plain'     # how evaluation turns images into logits: a name in `PREDICTORS`
+    callbacks: list = field(default_factory=list)   # more `Callback`s for the `Trainer` (chapter 5)
 
 RECIPES = {}
 
