@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from fastcore.imports import in_notebook
-from .data import prepare_data, epoch_seed, DataNotFoundError, CorruptDataError
+from .data import DATASETS, prepare_data, epoch_seed, DataNotFoundError, CorruptDataError
 from .model import ViTConfig, ViTForClassification
 from .experiments import ExperimentExistsError, CheckpointError, experiment_dir, read_json, load_experiment
 from .training import Trainer, TrainingDivergedError
@@ -136,8 +136,8 @@ class PredictConfig(ExperimentConfig):
 @dataclass
 class EvaluateConfig(ExperimentConfig):
     "The settings of `vit_evaluate`."
-    dataset: str = setting(None, 'cifar10 or imagefolder (default: the dataset the experiment was trained on)',
-                           choices=(None, 'cifar10', 'imagefolder'))
+    dataset: str = setting(None, 'a name in DATASETS (default: the dataset the experiment was trained on)',
+                           choices=DATASETS)
     data_dir: str = setting(None, 'cifar10: folder holding cifar-10-batches-py/ (default: $VIT_DATA_DIR, else ./data); '
                             'imagefolder: folder with test/<class>/ (default: the one it was trained on)')
     batch_size: int = setting(500, 'images per forward pass')

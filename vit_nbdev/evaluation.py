@@ -6,7 +6,7 @@ __all__ = ['confusion_matrix', 'Evaluation', 'evaluate', 'experiment_predictor',
 # %% ../nbs/06a_evaluation.ipynb #0e982a2b
 from pathlib import Path
 import torch
-from .data import load_cifar10, load_image_folder, TensorLoader
+from .data import DATASETS, TensorLoader
 from .training import predictions
 from .experiments import load_experiment, experiment_dir, atomic_write
 from .inspection import _figure, _predictor
@@ -104,30 +104,22 @@ def experiment_predictor(config: dict) -> str:
 
 # %% ../nbs/06a_evaluation.ipynb #7487046a
 def load_test_set(config: dict,          # an experiment's config.json
-                  dataset: str = None,   # 'cifar10' or 'imagefolder' (default: what the experiment was trained on)
-                  data_dir=None,         # cifar10: holds cifar-10-batches-py/; imagefolder: holds test/<class>/
+                  dataset: str = None,   # a name in `DATASETS` (default: what the experiment was trained on)
+                  data_dir=None,         # where it is (default: where the experiment's was, if it is that dataset)
                  ) -> tuple:             # (images uint8 (N, 3, S, S), labels (N,), class names, description)
     "The labelled test images to evaluate an experiment on, with its class names."
-    kind, _, trained_dir = ((config.get('data') or {}).get('dataset') or 'cifar10').partition(':')
-    dataset, classes = dataset or kind, config['classes']
-    if dataset == 'cifar10':
-        x, y, names = load_cifar10(data_dir, train=False)
-        if names != classes:
-            raise ValueError(f"the experiment's classes {classes} are not CIFAR-10's; "
-                             f"evaluate it with --dataset imagefolder --data-dir DIR")
-        return x, y, classes, 'cifar10 test set'
-    if dataset == 'imagefolder':
-        root = data_dir or (trained_dir if kind == 'imagefolder' else None)
-        if not root: raise ValueError("--dataset imagefolder needs --data-dir: a folder with test/<class>/<images>")
-        root = Path(root); folder = root / 'test' if (root / 'test').is_dir() else root
-        x, y, _ = load_image_folder(folder, config['model'].get('image_size', 32), classes)
-        return x, y, classes, str(folder)
-    raise ValueError(f"unknown dataset {dataset!r}; expected 'cifar10' or 'imagefolder'")
+    data, classes = config.get('data') or {}, config['classes']
+    trained = data.get('dataset') or 'cifar10'
+    dataset = dataset or trained
+    if dataset not in DATASETS: raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
+    root = data_dir or (data.get('data_dir') if dataset == trained else None)
+    x, y, _ = DATASETS[dataset](root, False, config['model'].get('image_size', 32), classes)
+    return x, y, classes, f"{dataset} test set" + (f" in {root}" if root else '')
 
 # %% ../nbs/06a_evaluation.ipynb #38917802
 def evaluate_experiment(exp_name: str,
-                        dataset: str = None,   # 'cifar10' or 'imagefolder' (default: the one it was trained on)
-                        data_dir=None,         # where that dataset is (imagefolder default: the training folder)
+                        dataset: str = None,   # a name in `DATASETS` (default: the one it was trained on)
+                        data_dir=None,         # where that dataset is (default: where it was for training)
                         out_dir=None,          # folder holding the experiments (default `./experiments`)
                         device=None,           # default: `resolve_device()`
                         save: bool = True,     # write confusion_matrix.png into the experiment folder

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, asdict, replace
 import torch
 from torch import nn, optim
 from .model import ViTConfig, resolve_device
-from .training import registrar
+from .data import registrar, DATASETS
 
 # %% ../nbs/05a_recipes.ipynb #f02959e9
 def setting(default, help: str, **kw):
@@ -47,8 +47,8 @@ class TrainConfig(ExperimentConfig):
     warmup: float = setting(0.05, 'modern: fraction of the steps over which the learning rate warms up')
     label_smoothing: float = setting(0.1, 'modern: label smoothing of the cross-entropy')
     seed: int = setting(0, 'random seed of initialisation, data order and augmentation')
-    dataset: str = setting('cifar10', 'cifar10, or imagefolder (DATA_DIR/train/<class>/, DATA_DIR/test/<class>/)',
-                           choices=('cifar10', 'imagefolder'))
+    dataset: str = setting('cifar10', 'a name in DATASETS (chapter 4a): cifar10, or imagefolder '
+                           '(DATA_DIR/train/<class>/, DATA_DIR/test/<class>/)', choices=DATASETS)
     data_dir: str = setting(None, 'cifar10: the folder holding cifar-10-batches-py/ (default: $VIT_DATA_DIR, else '
                             './data); imagefolder: the folder holding train/ and test/')
     download: bool = setting(True, 'download CIFAR-10 when it is missing')
@@ -90,7 +90,7 @@ def validate(self):
     if self.threads is not None and self.threads < 1: raise ValueError(f"threads must be >= 1, got {self.threads}")
     for f in fields(self):
         v, choices = getattr(self, f.name), f.metadata.get('choices')
-        if choices and v not in choices: raise ValueError(f"{f.name} must be one of {choices}, got {v!r}")
+        if choices and v not in choices: raise ValueError(f"{f.name} must be one of {tuple(choices)}, got {v!r}")
     self.vit_config(num_classes=10)                                   # a bad model field fails now, named
     if self.dataset == 'cifar10' and self.image_size != 32:
         raise ValueError(f"image_size {self.image_size}: CIFAR-10's images are 32x32; --image-size is for "
