@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .data import read_image, pil_to_tensor, normalize
+from .data import read_image, pil_to_tensor, TensorLoader
 from .experiments import load_experiment, experiment_dir, read_json, atomic_write, plot_metrics
-from .training import PREDICTORS
+from .training import PREDICTORS, predictions
 
 # %% ../nbs/06_attention_inspection.ipynb #eb9f6f3c
 REPO_FILES_URL = 'https://raw.githubusercontent.com/vit-nbdev/vit_nbdev/main'
@@ -140,15 +140,17 @@ def _predictor(name: str):
 
 def _run(model: torch.nn.Module, images: torch.Tensor, output_attentions: bool = False,
          predictor: str = 'plain') -> tuple:
-    "`model(images)` as trained: uint8 images normalised like the data pipeline, eval mode, no gradients; CPU results."
+    "`model(images)` as evaluated in training (`predictions`): uint8 images normalised, eval mode; CPU results."
     if predictor != 'plain' and output_attentions: raise ValueError("attention maps come from one plain forward pass")
+    _predictor(predictor)                                                  # known (or a clear error)
+    loader = TensorLoader(images, torch.zeros(len(images), dtype=torch.long), ['?'], max(1, len(images)),
+                          device=_device(model))                           # one batch, normalised as in training
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            x = normalize(images.to(_device(model)))                          # (B, 3, S, S)
-            if output_attentions: logits, attentions = model(x, output_attentions=True)
-            else: logits, attentions = _predictor(predictor)(model, x), None   # (B, K)
+        if output_attentions:
+            with torch.inference_mode(): logits, attentions = model(next(iter(loader))[0], output_attentions=True)
+        else: logits, attentions = torch.cat([out for out, _ in predictions(model, loader, predictor)]), None
     finally: model.train(was_training)
     return logits.float().cpu(), attentions and [a.float().cpu() for a in attentions]
 

@@ -124,8 +124,9 @@ def plain_logits(forward, x: torch.Tensor) -> torch.Tensor:
 @register_predictor('flip')
 def flip_logits(forward, x: torch.Tensor) -> torch.Tensor:
     "The mean of the logits of images `x` (B, C, H, W) and of their mirror images: test-time augmentation."
-    logits = forward(torch.cat([x, x.flip(-1)]))[0]                       # (2B, num_classes), one pass
-    return logits.view(2, len(x), -1).mean(0)                             # (B, num_classes)
+    n = x.shape[0]                        # a size, not `len(x)`: an exported graph keeps its batch size free
+    logits = forward(torch.cat([x, x.flip(-1)]))[0]                       # (2B, num_classes): images, then mirrors
+    return (logits[:n] + logits[n:]) / 2                                  # (B, num_classes)
 
 # %% ../nbs/05_training.ipynb #d3b4db58
 def predictions(forward,                 # the model, or what runs it (compiled, under DDP)
