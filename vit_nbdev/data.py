@@ -246,6 +246,7 @@ class TensorLoader:
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.mean, self.std, self.name, self.epoch = mean, std, name, 0
         self.rank, self.world_size = rank, world_size
+        self.out_size = None           # side of the augmented crops (None: the images' own; chapter 7 varies it)
         self.dataset = self.images    # so that len(loader.dataset) is the number of images, as with a DataLoader
         self.to(device)
 
@@ -281,7 +282,7 @@ def __iter__(self):
         mine = batch_shard(len(idx), self.rank, self.world_size)     # this rank's rows b of the batch
         idx = idx[mine].to(self.device)
         x, y = self.images[idx], self.labels[idx]                      # (b, C, S, S) uint8, (b,)
-        if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=S)  # (b, C, S, S) float
+        if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=self.out_size or S)  # (b, C, s, s)
         yield normalize(x, self.mean, self.std), y                    # (b, C, S, S) float, about -1..1
 
 # %% ../nbs/04a_data.ipynb #4d9bf612
