@@ -61,7 +61,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
                           compile=cfg.compile, progress=progress, verbose=verbose,
                           callbacks=[*recipe.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
-                      resume=resume, overwrite=overwrite)
+                      resume=resume, overwrite=overwrite, eval_every=cfg.eval_every)
     finally:
         if joined: dist.destroy_process_group()
     return trainer
@@ -97,7 +97,7 @@ def vit_train(argv: list = None) -> int:
     except KeyboardInterrupt:
         if rank == 0: print("vit_train: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
-    acc = t.metrics['accuracies']
+    acc = [a for a in t.metrics['accuracies'] if a is not None]      # the evaluated epochs
     split = f'validation (the last {cfg.holdout} training images)' if cfg.holdout else 'test'
     if rank == 0:
         print(f"done: {t.exp_dir}  final {split} accuracy {100 * acc[-1]:.2f}%  (best {100 * max(acc):.2f}%)")

@@ -282,7 +282,7 @@ def __iter__(self):
         mine = batch_shard(len(idx), self.rank, self.world_size)     # this rank's rows b of the batch
         idx = idx[mine].to(self.device)
         x, y = self.images[idx], self.labels[idx]                      # (b, C, S, S) uint8, (b,)
-        if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=self.out_size or S)  # (b, C, s, s)
+        if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=self.out_size or S)
         yield normalize(x, self.mean, self.std), y                    # (b, C, S, S) float, about -1..1
 
 # %% ../nbs/04a_data.ipynb #4d9bf612

@@ -108,12 +108,13 @@ def plot_metrics(metrics: dict, path: Path = None):
     ax1, ax2 = fig.subplots(1, 2)
     epochs = range(1, len(metrics['train_losses']) + 1)
     ax1.plot(epochs, metrics['train_losses'], 'o-', label='train loss')
-    ax1.plot(epochs, metrics['test_losses'], 'o-', label='test loss')
+    tested = [(e, l, a) for e, l, a in zip(epochs, metrics['test_losses'], metrics['accuracies']) if a is not None]
+    ax1.plot([e for e, _, _ in tested], [l for _, l, _ in tested], 'o-', label='test loss')
     ax1.set_xlabel('epoch'); ax1.set_ylabel('loss'); ax1.legend(); ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [100 * a for a in metrics['accuracies']], 'o-', color='tab:green')
+    ax2.plot([e for e, _, _ in tested], [100 * a for _, _, a in tested], 'o-', color='tab:green')
     ax2.set_xlabel('epoch'); ax2.set_ylabel('test accuracy (%)'); ax2.grid(alpha=0.3)
-    if metrics['accuracies']:
-        ax2.set_title(f"last {100 * metrics['accuracies'][-1]:.2f}%, best {100 * max(metrics['accuracies']):.2f}%")
+    if tested:
+        ax2.set_title(f"last {100 * tested[-1][2]:.2f}%, best {100 * max(a for _, _, a in tested):.2f}%")
     for ax in (ax1, ax2): ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     fig.tight_layout()
     if path is not None: atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100))

@@ -68,6 +68,7 @@ class TrainConfig(ExperimentConfig):
                            'gloo or nccl', choices=('auto', 'gloo', 'nccl'))
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
+    eval_every: int = setting(1, 'evaluate after every N-th epoch and after the last (evaluations take time too)')
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,7 +88,9 @@ def validate(self):
         raise ValueError("--model and --init-from exclude each other: the architecture is the source's")
     for name in ('seed', 'holdout', 'save_model_every_freq'):
         if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-    if self.threads is not None and self.threads < 1: raise ValueError(f"threads must be >= 1, got {self.threads}")
+    for name in ('threads', 'eval_every'):
+        if getattr(self, name) is not None and getattr(self, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     for f in fields(self):
         v, choices = getattr(self, f.name), f.metadata.get('choices')
         if choices and v not in choices: raise ValueError(f"{f.name} must be one of {tuple(choices)}, got {v!r}")

@@ -238,8 +238,9 @@ class PrintMetrics(Callback):
     "One line per epoch: the losses, the accuracy and the seconds it took."
     def after_epoch(self, t):
         m = {k: v[-1] for k, v in t.metrics.items()}
-        t._log(f"epoch {t.epoch:>3}/{t.epochs}  train loss {m['train_losses']:.4f}  test loss {m['test_losses']:.4f}  "
-               f"accuracy {100 * m['accuracies']:6.2f}%  ({m['seconds']:.1f} s)")
+        test = ('not evaluated' if m['accuracies'] is None else
+                f"test loss {m['test_losses']:.4f}  accuracy {100 * m['accuracies']:6.2f}%")
+        t._log(f"epoch {t.epoch:>3}/{t.epochs}  train loss {m['train_losses']:.4f}  {test}  ({m['seconds']:.1f} s)")
 
 # %% ../nbs/05_training.ipynb #d4809609
 @patch_to(Trainer)
@@ -247,9 +248,10 @@ def train(self, trainloader, testloader, epochs: int,
           save_model_every_freq: int = 0,  # keep `model_{epoch}.safetensors` every N epochs (0: never)
           resume: bool = False,            # continue the experiment from its last committed epoch
           overwrite: bool = False,         # delete an existing experiment and start again
+          eval_every: int = 1,             # evaluate after every N-th epoch and after the last (others record None)
          ) -> dict:                        # the metrics: train_losses, test_losses, accuracies, seconds
-    "Train for `epochs` epochs (in total, counting resumed ones), evaluating after each; the callbacks do the rest."
-    self._check_fit(trainloader, testloader, epochs, resume, overwrite)
+    "Train for `epochs` epochs (in total, counting resumed ones), evaluating after each (or every `eval_every`-th)."
+    self._check_fit(trainloader, testloader, epochs, resume, overwrite, eval_every)
     self.trainloader, self.testloader, self.epochs, self.epoch = trainloader, testloader, epochs, 0
     self.save_model_every_freq, self.resume, self.overwrite = save_model_every_freq, resume, overwrite
     self._event('before_fit')                                              # a resumed run sets self.epoch
@@ -257,7 +259,8 @@ def train(self, trainloader, testloader, epochs: int,
         t0 = time.perf_counter()
         self._event('before_epoch')
         train_loss = self.train_epoch(trainloader, self.epoch)
-        test_loss, accuracy = self.evaluate(testloader)
+        evaluate = self.epoch % eval_every == 0 or self.epoch == epochs
+        test_loss, accuracy = self.evaluate(testloader) if evaluate else (None, None)
         row = {'train_losses': train_loss, 'test_losses': test_loss, 'accuracies': accuracy,
                'seconds': time.perf_counter() - t0}                        # a new metric: one more entry here
         for k, v in row.items(): self.metrics.setdefault(k, []).append(v)
@@ -272,9 +275,10 @@ def _event(self, name: str):
     for cb in self.callbacks: getattr(cb, name)(self)
 
 @patch_to(Trainer)
-def _check_fit(self, trainloader, testloader, epochs: int, resume: bool, overwrite: bool):
+def _check_fit(self, trainloader, testloader, epochs: int, resume: bool, overwrite: bool, eval_every: int = 1):
     "Refuse a run that cannot work, before anything is written; keep the loaders' images where the model is."
     if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if eval_every < 1: raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
     for loader in (trainloader, testloader):
         if hasattr(loader, 'to'): loader.to(self.device)
