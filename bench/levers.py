@@ -211,7 +211,7 @@ def cost(reps=10, threads=1):
         drop['p'] = p; x = torch.randn(256, 3, size, size)
         loss = F.cross_entropy(m(x)[0], y); opt.zero_grad(); loss.backward(); opt.step()
     confs = {'32 px': (32, 0), '32 px, drop 25 %': (32, .25), '32 px, drop 50 %': (32, .5), '24 px': (24, 0),
-             '16 px': (16, 0)}
+             '16 px': (16, 0), '24 px, drop 50 %': (24, .5), '16 px, drop 50 %': (16, .5)}
     for c in confs.values(): step(*c)
     t = {k: [] for k in confs}
     load = record.load_average()
