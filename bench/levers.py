@@ -3,7 +3,7 @@
     VIT_DATA_DIR=/path/to/cifar10 python bench/levers.py run NAME [--patch-drop P] [--sizes 16x8,24x4] [--mimetic]
                                                          [--ema DECAY] [--alt-flip] [--recipe modern] [--epochs E]
                                                          [--batch B] [--lr LR] [--warmup W] [--ls S] [--eval-every K]
-    python bench/levers.py tta NAME [NAME ...]   # test-time augmentation of the saved runs: plain, flip, flips + shifts
+    python bench/levers.py tta NAME [NAME ...]   # plain, flips, flips + shifts: saved runs or committed experiments
     python bench/levers.py cost                  # one training step of each token count, interleaved: cost per epoch
 
 Trains on the first 45,000 training images and evaluates on the last 5,000 (`vit_train --holdout 5000`): the test set
@@ -32,6 +32,7 @@ from vit_nbdev.data import prepare_data, epoch_seed, augment_params, crop_resize
 from vit_nbdev.model import ViTForClassification, ViTConfig
 from vit_nbdev.recipes import TrainConfig, make_recipe
 from vit_nbdev.training import Trainer, predictions
+from vit_nbdev.experiments import load_experiment
 from vit_nbdev.embeddings import resample_pos_embed
 import vit_nbdev.faster  # noqa: F401  registers --recipe fast
 import record
@@ -172,8 +173,10 @@ def tta(names, threads=1):
     _, test = prepare_data(500, holdout=5000)
     out = {}
     for name in names:
-        model = ViTForClassification(ViTConfig())
-        model.load_state_dict(torch.load(record.RESULTS / 'levers' / f'{name}.pt'))
+        weights = record.RESULTS / 'levers' / f'{name}.pt'
+        if weights.exists():
+            model = ViTForClassification(ViTConfig()); model.load_state_dict(torch.load(weights))
+        else: model = load_experiment(name, device='cpu')[1]                    # a committed experiment
         model.eval(); out[name] = {}
         for kind in ('plain', 'flip', 'flip+shift'):
             t0, c, n = time.perf_counter(), 0, 0
