@@ -1,7 +1,7 @@
 """One full CIFAR-10 epoch (train 50,000 images + test 10,000), the reference's way and vit_nbdev's way, back to back.
 
     VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--ref-threads N] \\
-        [--recipes fast] [--skip-data]
+        [--recipes fast] [--skip-data] [--procs 2 --micro-batch 32]
 
 - reference: the seed's per-head model (`use_faster_attention=False`) computing every token of every block as the
   seed does (`AllTokens` from `throughput.py`), fed by a torchvision `DataLoader` with 2 workers
@@ -12,7 +12,11 @@
 - vit_nbdev: `prepare_data`, then `make_recipe` and `Trainer.train` for one epoch, as `vit_train` runs it (fast
   attention, batch-wise tensor augmentation, experiment files committed at the end of the epoch), for its reference
   recipe and then for each of `--recipes` (default: chapter 7's fast recipe, whose whitening and flip evaluation
-  are inside the clock).
+  are inside the clock). With `--procs N` (and `--micro-batch M`) each of them is timed once more as
+  `torchrun --nproc-per-node N vit_train --threads 1 --micro-batch M` runs it: N processes of one thread each, each
+  training on its share of every batch in pieces of M images (chapter 8's `DistributedTraining`, gloo), started
+  here with `torch.multiprocessing`; the wall clock is rank 0's, from a barrier after the data is loaded, and the
+  CPU seconds are the sum of the processes'.
 
 Data loading from disk happens before the clock starts for both. Each time is given in wall-clock seconds and in CPU
 seconds of this process and its DataLoader workers: on a shared machine the wall clock also counts the time other
@@ -20,16 +24,20 @@ processes held the cores. Prints seconds and the ratios, asserts nothing, and sa
 the versions, the command and the load average before and after (of the whole run and of each epoch) in
 `bench/results/epoch.json`.
 """
-import argparse, os, tempfile
+import argparse, json, os, tempfile
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn, optim
 from torch.utils.data import Dataset, DataLoader
 import torchvision.transforms as transforms
+from pathlib import Path
 from PIL import Image
 from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.data import load_cifar10, prepare_data
 from vit_nbdev.training import Trainer
 from vit_nbdev.recipes import TrainConfig, make_recipe
+from vit_nbdev.distributed import DistributedTraining
 import vit_nbdev.faster  # noqa: F401  registers --recipe fast (chapter 7)
 from throughput import AllTokens   # bench/ is on the path when this script runs
 import record
@@ -90,25 +98,54 @@ def reference_epoch(model, optimizer, loss_fn, trainloader, testloader, device):
     return train_loss, total_loss / len(testloader.dataset), correct / len(testloader.dataset)
 
 
-def ours_epoch(recipe: str, trainloader, testloader, device, res: dict):
+def ours_epoch(recipe: str, trainloader, testloader, device, res: dict, micro_batch=None, world_size=1):
     "One `vit_train` epoch of `recipe` (30-epoch schedule), from `make_recipe` to the committed epoch; fills `res`."
     torch.manual_seed(0)
     model = ViTForClassification(ViTConfig())
+    if world_size > 1: dist.barrier()                                  # every process has its data: start together
     with tempfile.TemporaryDirectory() as out:
         load = record.load_average()
         with record.Clock() as c:
             r = make_recipe(model, TrainConfig(recipe=recipe, epochs=30), trainloader)
             trainer = Trainer(model, r.optimizer, r.loss_func, 'bench', device, scheduler=r.scheduler,
-                              predict=r.predict, out_dir=out, progress=False, verbose=False)
+                              predict=r.predict, out_dir=out, progress=False, verbose=False, micro_batch=micro_batch,
+                              callbacks=[*r.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
             m = trainer.train(trainloader, testloader, 1)
-    res.update(recipe=recipe, threads=torch.get_num_threads(), epoch_seconds=round(c.wall, 2),
-               epoch_cpu_seconds=round(c.cpu, 2), train_loss=m['train_losses'][0], test_loss=m['test_losses'][0],
-               accuracy=m['accuracies'][0],
+    cpu = c.cpu
+    if world_size > 1:                                                 # the CPU seconds of all the processes
+        total = torch.tensor(cpu, dtype=torch.float64); dist.all_reduce(total); cpu = total.item()
+    res.update(recipe=recipe, threads=torch.get_num_threads(), processes=world_size, micro_batch=micro_batch,
+               epoch_seconds=round(c.wall, 2), epoch_cpu_seconds=round(cpu, 2), train_loss=m['train_losses'][0],
+               test_loss=m['test_losses'][0], accuracy=m['accuracies'][0],
                predict=r.predict, load_average={'before': load, 'after': record.load_average()})
-    print(f"vit_nbdev epoch, recipe {recipe} ({torch.get_num_threads()} threads): {c.wall:.1f} s ({c.cpu:.1f} CPU s)  "
+    if dist.is_initialized() and dist.get_rank() > 0: return c
+    how = f"{world_size} processes x " if world_size > 1 else ''
+    how += f"{torch.get_num_threads()} threads" + (f", micro-batches of {micro_batch}" if micro_batch else '')
+    print(f"vit_nbdev epoch, recipe {recipe} ({how}): {c.wall:.1f} s ({cpu:.1f} CPU s)  "
           f"(train loss {m['train_losses'][0]:.4f}, test loss {m['test_losses'][0]:.4f}, "
           f"accuracy {100 * m['accuracies'][0]:.2f}%)")
     return c
+
+
+def _worker(rank: int, world: int, recipes: list, micro_batch, data_dir, out: str):
+    "Process `rank` of `world`: one thread, its share of each batch; rank 0 writes the results to `out`."
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=os.environ.get('BENCH_PORT', '29531'))
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        train, test = prepare_data(256, data_dir, rank=rank, world_size=world)
+        res = {}
+        for name in recipes: ours_epoch(name, train, test, 'cpu', res.setdefault(name, {}), micro_batch, world)
+        if rank == 0: Path(out).write_text(json.dumps(res))
+    finally: dist.destroy_process_group()
+
+
+def procs_epochs(recipes: list, procs: int, micro_batch, data_dir) -> dict:
+    "`ours_epoch` of each recipe in `procs` processes of one thread each (as under torchrun): recipe -> results."
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / 'results.json'
+        mp.spawn(_worker, args=(procs, recipes, micro_batch, data_dir, str(out)), nprocs=procs)
+        return json.loads(out.read_text())
 
 
 def main():
@@ -121,6 +158,9 @@ def main():
     p.add_argument('--recipes', nargs='*', default=['fast'],
                    help="vit_nbdev's recipes to time after its reference recipe (default: fast)")
     p.add_argument('--skip-data', action='store_true', help='do not time the data pipelines on their own')
+    p.add_argument('--procs', type=int, default=1,
+                   help="also time vit_nbdev's recipes in this many processes of one thread each (CPU, gloo)")
+    p.add_argument('--micro-batch', type=int, default=None, help='with --procs: pieces of this many images')
     p.add_argument('--out', default=None, help='where to save the results (default bench/results/epoch.json)')
     a = p.parse_args()
     device = torch.device(a.device)
@@ -156,13 +196,18 @@ def main():
     for name in a.recipes:
         if name != 'reference':
             ours_epoch(name, trainloader, testloader, device, res.setdefault(f'vit_nbdev_{name}', {}))
+    if a.procs > 1:
+        names = ['reference', *[n for n in a.recipes if n != 'reference']]
+        for name, v in procs_epochs(names, a.procs, a.micro_batch, data_dir).items():
+            key = f"vit_nbdev_{'' if name == 'reference' else name + '_'}{a.procs}procs"
+            res[key + (f'_micro{a.micro_batch}' if a.micro_batch else '')] = v
     ratio, ratio_cpu = ours.wall / ref.wall, ours.cpu / ref.cpu
     print(f"vit_nbdev / reference epoch time: {ratio:.2f}x, CPU time: {ratio_cpu:.2f}x  (target <= 0.6x)")
-    for v in res.values():
-        if v.get('recipe', 'reference') == 'reference': continue
+    for k, v in res.items():
+        if k in ('reference', 'vit_nbdev'): continue                  # the reference, and the ratio above
         v.update(ratio_epoch_seconds=round(v['epoch_seconds'] / ref.wall, 3),
                  ratio_epoch_cpu_seconds=round(v['epoch_cpu_seconds'] / ref.cpu, 3))
-        print(f"vit_nbdev recipe {v['recipe']} / reference epoch time: {v['ratio_epoch_seconds']:.2f}x, "
+        print(f"{k} / reference epoch time: {v['ratio_epoch_seconds']:.2f}x, "
               f"CPU time: {v['ratio_epoch_cpu_seconds']:.2f}x")
     rec.update(settings={'batch_size': 256, 'train_images': len(trainloader.dataset),
                          'test_images': len(testloader.dataset), 'timed_data': not a.skip_data},

@@ -3,8 +3,11 @@
     VIT_DATA_DIR=/path/to/cifar10 python bench/levers.py run NAME [--patch-drop P] [--sizes 16x8,24x4] [--mimetic]
                                                          [--ema DECAY] [--alt-flip] [--recipe modern] [--epochs E]
                                                          [--batch B] [--lr LR] [--warmup W] [--ls S] [--eval-every K]
+                                                         [--policy trivial] [--mix both] [--drop-path R]
+                                                         [--distill bench/results/levers/teacher.pt]
     python bench/levers.py tta NAME [NAME ...]   # plain, flips, flips + shifts: saved runs or committed experiments
     python bench/levers.py cost                  # one training step of each token count, interleaved: cost per epoch
+    python bench/levers.py cost-extra            # a 32 px step with each later lever's extra work, interleaved
 
 Trains on the first 45,000 training images and evaluates on the last 5,000 (`vit_train --holdout 5000`): the test set
 is not read. Each lever is a patch on chapter 5's `Trainer` and chapter 4a's `TensorLoader`, written here so that a
@@ -17,14 +20,23 @@ lever can be measured before the package has it:
   (Trockman & Kolter 2023, Z random with variance 1/C), the rest of the model as the seed initialises it;
 - `--ema D`: an exponential moving average of the weights (decay D per step), which evaluation uses;
 - `--alt-flip`: each image is mirrored in every other epoch (a random half in the first) instead of at random;
-- the schedule's settings: `--batch`, `--lr` (peak), `--warmup`, `--ls` (label smoothing), `--recipe`.
+- the schedule's settings: `--batch`, `--lr` (peak), `--warmup`, `--ls` (label smoothing), `--recipe`;
+- `--policy trivial|randaug`: TrivialAugmentWide or RandAugment(2, 9) (torchvision) on each uint8 training image,
+  before the crop and flip;
+- `--mix mixup|cutmix|both`: MixUp (alpha 0.8), CutMix (alpha 1) or a random one of the two on each normalised
+  training batch, the labels mixed alike (soft targets for the label-smoothed cross-entropy);
+- `--drop-path R`: stochastic depth, each block's two residual branches dropped per image with a rate rising from 0
+  in the first block to R in the last;
+- `--distill T`: DeiT's hard-label distillation without a distillation token: half the loss on the labels, half on
+  the classes that the teacher `T` (`bench/teacher.py`, a CNN trained on the same 45,000 images) gives each
+  augmented training image.
 
 Each run's record (settings, validation accuracy after every epoch, final accuracy with and without flips) goes to
 `bench/results/levers.json` under its name, with the machine, versions and commit; its weights to
 `bench/results/levers/NAME.pt` (not committed). The runs' seconds are wall-clock on a shared machine: the cost per
 epoch comes from `cost`, which times one training step (batch 256, one thread) of each token count back to back.
 """
-import argparse, json, math, sys, time
+import argparse, functools, json, math, sys, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 import vit_nbdev.data as D
@@ -51,6 +63,10 @@ def parse(argv):
     p.add_argument('--sizes', default='', help='e.g. 16x4,24x3: 4 epochs at 16 px, 3 at 24, the rest at 32')
     p.add_argument('--mimetic', action='store_true'); p.add_argument('--ema', type=float, default=0.0)
     p.add_argument('--alt-flip', action='store_true'); p.add_argument('--eval-every', type=int, default=1)
+    p.add_argument('--policy', choices=['trivial', 'randaug'], help='TrivialAugmentWide or RandAugment(2, 9)')
+    p.add_argument('--mix', choices=['mixup', 'cutmix', 'both'], help='MixUp (alpha 0.8), CutMix (alpha 1) or either')
+    p.add_argument('--drop-path', type=float, default=0.0, help='stochastic depth: the last block drops with this rate')
+    p.add_argument('--distill', default='', help='a teacher saved by bench/teacher.py: DeiT hard-label distillation')
     p.add_argument('--train-n', type=int, default=None, help='train on a subset (a quick check of the harness)')
     return p.parse_args(argv)
 
@@ -62,6 +78,34 @@ def save(name: str, entry: dict):
     OUT.write_text(json.dumps(rec, indent=1) + '\n')
 
 
+def make_policy(name):
+    "A per-image augmentation policy on uint8 images, or None."
+    from torchvision.transforms import v2
+    return {'trivial': v2.TrivialAugmentWide(), 'randaug': v2.RandAugment(2, 9), None: None}[name]
+
+
+def make_mix(name):
+    "MixUp, CutMix or a random choice of the two for a normalised batch and its labels, or None."
+    from torchvision.transforms import v2
+    mixes = {'mixup': [v2.MixUp(alpha=0.8, num_classes=10)], 'cutmix': [v2.CutMix(alpha=1.0, num_classes=10)]}
+    mixes['both'] = mixes['mixup'] + mixes['cutmix']
+    return v2.RandomChoice(mixes[name]) if name else None
+
+
+def block_forward(blk, rate, x, output_attentions=False, num_queries=None):   # chapter 3's Block, with drop path
+    from torchvision.ops import stochastic_depth
+    h, attention = blk.attention(blk.layernorm_1(x), output_attentions, num_queries)
+    x = x[:, :num_queries] + stochastic_depth(h, rate, 'row', blk.training)
+    return x + stochastic_depth(blk.mlp(blk.layernorm_2(x)), rate, 'row', blk.training), attention
+
+
+def drop_path_(model, rate: float):
+    "Stochastic depth in every block, its rate rising linearly from 0 in the first to `rate` in the last (timm's rule)."
+    L = len(model.encoder.blocks)
+    for i, blk in enumerate(model.encoder.blocks):
+        blk.forward = functools.partial(block_forward, blk, rate * i / (L - 1))
+
+
 def run(a):
     torch.set_num_threads(a.threads)
     sched = []
@@ -69,7 +113,10 @@ def run(a):
         s, n = part.split('x'); sched += [int(s)] * int(n)
     def size_of(epoch): return sched[epoch - 1] if epoch - 1 < len(sched) else 32
 
-    def _iter(self):   # chapter 4a's TensorLoader.__iter__, with the epoch's crop size and alternating flips
+    policy, mix = make_policy(a.policy), make_mix(a.mix)
+
+    def _iter(self):   # chapter 4a's TensorLoader.__iter__, with the epoch's crop size and alternating flips,
+        # the policy on each uint8 image before the crop and the mix on each normalised batch
         epoch, self.epoch = self.epoch, self.epoch + 1
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n, S = len(self.images), self.images.shape[-1]
@@ -83,8 +130,10 @@ def run(a):
             if params is not None and a.alt_flip:
                 params = (*params[:4], self.first_flip[idx] ^ bool(epoch % 2))
             x, y = self.images[idx], self.labels[idx]
+            if self.augment and policy: x = torch.stack([policy(i) for i in x])
             if self.augment: x = crop_resize_flip(x, *params, out_size=out)
-            yield normalize(x, self.mean, self.std), y
+            x = normalize(x, self.mean, self.std)
+            yield mix(x, y) if self.augment and mix else (x, y)
     D.TensorLoader.__iter__ = _iter
 
     cfg = TrainConfig(exp_name=a.name, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch, lr=a.lr,
@@ -125,10 +174,24 @@ def run(a):
     if a.mimetic:
         for blk in model.encoder.blocks: mimetic_(blk.attention)
 
+    if a.drop_path: drop_path_(model, a.drop_path)
+
     recipe = make_recipe(model, cfg, trainloader)
     trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, 'cpu', scheduler=recipe.scheduler,
                       predict=recipe.predict, out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()},
                       progress=False)
+    if a.distill:   # DeiT's hard-label distillation without a distillation token: half the loss on the teacher's class
+        import teacher as T
+        net = T.load(a.distill).eval()
+        student, loss_func, taught = trainer.train_forward, trainer.loss_func, {}
+        def train_forward(x):
+            with torch.no_grad(): taught['y'] = net(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+            return student(x)
+        trainer.train_forward = train_forward
+        def distill_loss(logits, y):   # in training, half on the labels and half on the teacher's classes
+            t = taught.pop('y', None)
+            return loss_func(logits, y) if t is None else (loss_func(logits, y) + F.cross_entropy(logits, t)) / 2
+        trainer.loss_func = distill_loss
     if a.ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(a.ema), use_buffers=True)
@@ -229,6 +292,49 @@ def cost(reps=10, threads=1):
     return res, load
 
 
+def cost_extra(reps=10, threads=1):
+    "Milliseconds of a 32 px training step (batch 256) with each of the later levers' extra work, interleaved."
+    import teacher as T
+    torch.set_num_threads(threads); torch.manual_seed(0)
+    x8 = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8); y = torch.randint(0, 10, (256,))
+    policies = {k: make_policy(k) for k in ('trivial', 'randaug')}
+    mix, net = make_mix('both'), T.make_net().eval()
+    tnet = T.make_net(); topt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    models = {}
+    def model(kind):
+        if kind not in models:
+            torch.manual_seed(0); m = ViTForClassification()
+            if kind == 'drop path': drop_path_(m, 0.1)
+            models[kind] = (m, torch.optim.AdamW(m.parameters(), lr=1e-3))
+        return models[kind]
+    def step(kind):
+        x, t = x8, y
+        if kind in ('TrivialAugment', 'RandAugment'):
+            pol = policies['trivial' if kind == 'TrivialAugment' else 'randaug']; x = torch.stack([pol(i) for i in x])
+        x = normalize(x, 0.5, 0.5)
+        if kind == 'teacher training step':
+            loss = F.cross_entropy(tnet(x.contiguous(memory_format=torch.channels_last)), t)
+            topt.zero_grad(); loss.backward(); topt.step(); return
+        if kind == 'MixUp/CutMix': x, t = mix(x, t)
+        m, opt = model(kind)
+        logits = m(x)[0]; loss = F.cross_entropy(logits, t)
+        if kind == 'teacher':
+            with torch.no_grad(): c = net(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+            loss = (loss + F.cross_entropy(logits, c)) / 2
+        opt.zero_grad(); loss.backward(); opt.step()
+    kinds = ['32 px', 'TrivialAugment', 'RandAugment', 'MixUp/CutMix', 'drop path', 'teacher', 'teacher training step']
+    for k in kinds: step(k)
+    t = {k: [] for k in kinds}
+    load = record.load_average()
+    for _ in range(reps):
+        for k in kinds:
+            t0 = time.perf_counter(); step(k); t[k].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
+    res = {k: {'step_ms': round(1000 * v, 1), 'relative': round(v / med['32 px'], 3)} for k, v in med.items()}
+    for k, v in res.items(): print(f"{k:22} {v['step_ms']:7.1f} ms  {v['relative']:.2f}x")
+    return res, load
+
+
 def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
     rec = json.loads(OUT.read_text()) if OUT.exists() else {'benchmark': 'levers', 'runs': {}}
@@ -246,7 +352,13 @@ def main():
         rec['cost'] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
                        'machine': head['machine'], 'git_commit': head['git_commit']}
         OUT.write_text(json.dumps(rec, indent=1) + '\n')
-    else: raise SystemExit(f"unknown command {cmd!r}: run, tta or cost")
+    elif cmd == 'cost-extra':
+        res, load = cost_extra()
+        rec = json.loads(OUT.read_text())
+        rec['cost_extra'] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
+                             'machine': head['machine'], 'git_commit': head['git_commit']}
+        OUT.write_text(json.dumps(rec, indent=1) + '\n')
+    else: raise SystemExit(f"unknown command {cmd!r}: run, tta, cost or cost-extra")
     rec = json.loads(OUT.read_text())
     rec.update({k: head[k] for k in ('machine', 'versions')})
     OUT.write_text(json.dumps(rec, indent=1) + '\n')

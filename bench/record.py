@@ -68,7 +68,8 @@ def machine(device: torch.device) -> dict:
 def header(name: str, device: torch.device, load_before: list) -> dict:
     "The record's fields that do not depend on the results."
     return {'benchmark': name, 'date': datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
-            'command': shlex.join(['python', os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
+            'command': shlex.join(['python', os.path.relpath(os.path.abspath(sys.argv[0]), RESULTS.parent.parent),
+                                   *sys.argv[1:]]),                    # as run from the repository's root
             'git_commit': git_commit(), 'machine': machine(device), 'versions': versions(),
             'load_average': {'before': load_before}}
 

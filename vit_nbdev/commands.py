@@ -58,7 +58,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
         trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, device,                   # 4 trainer
                           scheduler=recipe.scheduler, predict=recipe.predict,
                           out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()}, amp=cfg.amp,
-                          compile=cfg.compile, progress=progress, verbose=verbose,
+                          compile=cfg.compile, micro_batch=cfg.micro_batch, progress=progress, verbose=verbose,
                           callbacks=[*recipe.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
                       resume=resume, overwrite=overwrite, eval_every=cfg.eval_every)

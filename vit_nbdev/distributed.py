@@ -5,6 +5,7 @@ __all__ = ['init_distributed', 'DistributedTraining']
 
 # %% ../nbs/08_distributed.ipynb #bd83d76c
 import os
+import contextlib
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -52,6 +53,7 @@ class DistributedTraining(Callback):
         ddp = DistributedDataParallel(t.model, device_ids=[t.device] if t.device.type == 'cuda' else None)
         t.train_forward = torch.compile(ddp) if t.compile else ddp     # gradients averaged over the processes
         self.world_size, t.loss_share, t.all_sum = t.world_size, self.loss_share, self.all_sum
+        t.accumulate = lambda last: contextlib.nullcontext() if last else ddp.no_sync()   # one all-reduce a batch
 
     def loss_share(self, loss, n: int, loader, step: int):
         "DDP averages the processes' gradients: weigh this process's mean loss over `n` images by its share's size."

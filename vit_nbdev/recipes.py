@@ -69,6 +69,7 @@ class TrainConfig(ExperimentConfig):
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
     eval_every: int = setting(1, 'evaluate after every N-th epoch and after the last (evaluations take time too)')
+    micro_batch: int = setting(None, 'train on each batch in pieces of this many images, their gradients added up')
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,7 +89,7 @@ def validate(self):
         raise ValueError("--model and --init-from exclude each other: the architecture is the source's")
     for name in ('seed', 'holdout', 'save_model_every_freq'):
         if getattr(self, name) < 0: raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-    for name in ('threads', 'eval_every'):
+    for name in ('threads', 'eval_every', 'micro_batch'):
         if getattr(self, name) is not None and getattr(self, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     for f in fields(self):

@@ -37,6 +37,13 @@ def _rank_world() -> tuple:
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
+def _checked_trainer_args(predict: str, micro_batch) -> tuple:
+    "`(predict, micro_batch)`, once checked: a name in `PREDICTORS` (below), and None or at least one image."
+    if predict not in PREDICTORS:
+        raise ValueError(f"unknown predict {predict!r}; expected one of {sorted(PREDICTORS)}")
+    if micro_batch is not None and micro_batch < 1: raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
+    return predict, micro_batch
+
 # %% ../nbs/05_training.ipynb #5ad217b7
 class Trainer:
     "Train `model` with `optimizer` and `loss_func`, evaluate it every epoch and keep its experiment folder up to date."
@@ -48,6 +55,7 @@ class Trainer:
                  predict: str = 'plain',    # how evaluation turns images into logits: a name in `PREDICTORS`
                  amp='auto',                # 'auto': by capability (`autocast_dtype`); 'off'; 'bfloat16' or 'float16'
                  compile: bool = False,     # `torch.compile` the model (for CUDA)
+                 micro_batch: int = None,   # train on each batch in pieces of this many images, gradients added up
                  callbacks: list = (),      # more `Callback`s, after the three built in (below)
                  progress: bool = True,     # show a progress bar (in notebooks and terminals)
                  verbose: bool = True):     # print one summary line per epoch
@@ -56,10 +64,8 @@ class Trainer:
         self.optimizer, self.loss_func, self.scheduler = optimizer, loss_func, scheduler
         self.exp_name, self.exp_dir = exp_name, experiment_dir(exp_name, out_dir)
         self.rank, self.world_size = _rank_world()                     # (0, 1) unless in a process group
-        self.extra_config = dict(extra_config or {})
-        if predict not in PREDICTORS:
-            raise ValueError(f"unknown predict {predict!r}; expected one of {sorted(PREDICTORS)}")
-        self.predict, self.compile = predict, compile
+        self.predict, self.micro_batch = _checked_trainer_args(predict, micro_batch)
+        self.compile, self.extra_config = compile, dict(extra_config or {})
         self.progress, self.verbose = progress and self.rank == 0, verbose and self.rank == 0
         self.forward = torch.compile(self.model) if compile else self.model
         self.train_forward = self.forward                              # what training calls (a callback may wrap it)
@@ -79,6 +85,7 @@ class Trainer:
     def optimizer_step(self): self.optimizer.step()
     def loss_share(self, loss, n: int, loader, step: int): return loss  # the weight of this process's mean loss
     def all_sum(self, *sums) -> tuple: return sums                     # the sums over all processes
+    def accumulate(self, last: bool): return contextlib.nullcontext()  # around each piece of a batch (`micro_batch`)
 
 # %% ../nbs/05_training.ipynb #38b5ecda
 @patch_to(Trainer)
@@ -91,11 +98,17 @@ def train_epoch(self, loader, epoch: int = None) -> float:
     bar, batches = _progress(loader, len(loader), self.progress)
     for step, (x, y) in enumerate(batches, 1):
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # (b, C, H, W), (b,)
-        with self.autocast():
-            logits = self.train_forward(x)[0]                             # (b, num_classes)
-            loss = self.loss_func(logits.float(), y)                      # the mean over this process's b images
         self.optimizer.zero_grad(set_to_none=True)
-        self.backward(self.loss_share(loss, len(y), loader, step))
+        pieces = list(zip(x.split(self.micro_batch), y.split(self.micro_batch))) if self.micro_batch else [(x, y)]
+        loss = 0
+        for i, (xp, yp) in enumerate(pieces, 1):                          # (p, C, H, W), (p,); one piece: the batch
+            w = len(yp) / len(y)                                          # this piece's share of the batch's mean
+            with self.accumulate(last=i == len(pieces)):
+                with self.autocast():
+                    logits = self.train_forward(xp)[0]                    # (p, num_classes)
+                    part = self.loss_func(logits.float(), yp)             # the mean over the piece's p images
+                self.backward(self.loss_share(part * w if w < 1 else part, len(y), loader, step))
+            loss = loss + part.detach() * w                               # the mean over this process's b images
         self.optimizer_step()
         if self.scheduler is not None: self.scheduler.step()
         total += loss.detach() * len(y); n += len(y)
