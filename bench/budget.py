@@ -13,7 +13,7 @@ Prints the run's wall-clock and CPU seconds, its cost in reference epochs and th
 accuracy first reached 75.5 %; asserts nothing; saves every number with the machine, the versions, the command and
 the load average in `bench/results/budget.json` (or `--out`).
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, json, os, subprocess, sys
 from pathlib import Path
 import torch
 from torch import nn, optim
@@ -23,12 +23,6 @@ from throughput import AllTokens
 import record
 
 BAR = 0.755   # tintn's accuracy after 100 epochs
-
-
-def children_cpu() -> float:
-    "CPU seconds (user + system) of the finished child processes of this process."
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def main():
@@ -63,9 +57,10 @@ def main():
 
     # -- the whole run, as a user starts it
     cmd = [str(Path(sys.executable).with_name('vit_train')), *flags, '--no-progress']
-    load, cpu0, t0 = record.load_average(), children_cpu(), time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, **({'VIT_DATA_DIR': data_dir} if data_dir else {})})
-    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    load = record.load_average()
+    with record.Clock() as c:                                  # the CPU seconds: this process's and the run's
+        subprocess.run(cmd, check=True, env={**os.environ, **({'VIT_DATA_DIR': data_dir} if data_dir else {})})
+    wall, cpu = c.wall, c.cpu
     i = flags.index('--exp-name') + 1 if '--exp-name' in flags else flags.index('--exp_name') + 1
     out_dir = Path(flags[flags.index('--out-dir') + 1]) if '--out-dir' in flags else Path('experiments')
     exp = out_dir / flags[i]

@@ -10,12 +10,12 @@
     python bench/levers.py cost-extra            # a 32 px step with each later lever's extra work, interleaved
 
 Trains on the first 45,000 training images and evaluates on the last 5,000 (`vit_train --holdout 5000`): the test set
-is not read. Each lever is a patch on chapter 5's `Trainer` and chapter 4a's `TensorLoader`, written here so that a
-lever can be measured before the package has it:
+is not read. The levers that the package adopted are chapter 7's callbacks; the others are patches on chapter 5's
+`Trainer` and chapter 4a's `TensorLoader`, written here so that a lever can be measured before the package has it:
 - `--patch-drop P`: after the position embeddings, each training image keeps a random (1 - P) of its 64 patch tokens
-  (PatchDropout); evaluation sees all of them;
-- `--sizes 16x8,24x4`: the first 8 epochs' crops go straight to 16 × 16, the next 4 to 24 × 24, the rest to 32 × 32;
-  the position embeddings are resampled (chapter 1's `resample_pos_embed`) to the grid of the batch;
+  (chapter 7's `PatchDropout`); evaluation sees all of them;
+- `--sizes 16x8,24x4`: the first 8 epochs' crops go straight to 16 × 16, the next 4 to 24 × 24, the rest to 32 × 32
+  (chapter 7's `ProgressiveResizing`: the position embeddings are resampled to the grid of the batch);
 - `--mimetic`: every attention layer starts with W_q W_kᵀ ≈ 0.7 Z + 0.7 I per head and W_v W_o ≈ 0.4 Z − 0.4 I
   (Trockman & Kolter 2023, Z random with variance 1/C), the rest of the model as the seed initialises it;
 - `--ema D`: an exponential moving average of the weights (decay D per step), which evaluation uses;
@@ -45,8 +45,7 @@ from vit_nbdev.model import ViTForClassification, ViTConfig
 from vit_nbdev.recipes import TrainConfig, make_recipe
 from vit_nbdev.training import Trainer, predictions
 from vit_nbdev.experiments import load_experiment
-from vit_nbdev.embeddings import resample_pos_embed
-import vit_nbdev.faster  # noqa: F401  registers --recipe fast
+from vit_nbdev.faster import ProgressiveResizing, PatchDropout, embed_any_size, drop_patches   # registers fast
 import record
 
 OUT = record.RESULTS / 'levers.json'
@@ -108,19 +107,16 @@ def drop_path_(model, rate: float):
 
 def run(a):
     torch.set_num_threads(a.threads)
-    sched = []
-    for part in filter(None, a.sizes.split(',')):
-        s, n = part.split('x'); sched += [int(s)] * int(n)
-    def size_of(epoch): return sched[epoch - 1] if epoch - 1 < len(sched) else 32
+    sizes = [tuple(int(v) for v in part.split('x')) for part in filter(None, a.sizes.split(','))]   # [(16, 8), ...]
 
     policy, mix = make_policy(a.policy), make_mix(a.mix)
 
-    def _iter(self):   # chapter 4a's TensorLoader.__iter__, with the epoch's crop size and alternating flips,
-        # the policy on each uint8 image before the crop and the mix on each normalised batch
+    def _iter(self):   # chapter 4a's TensorLoader.__iter__, with alternating flips, the policy on each uint8 image
+        # before the crop and the mix on each normalised batch
         epoch, self.epoch = self.epoch, self.epoch + 1
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n, S = len(self.images), self.images.shape[-1]
-        out = size_of(epoch) if self.augment else S
+        out = (self.out_size or S) if self.augment else S               # ProgressiveResizing sets out_size
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         if a.alt_flip and self.augment and not hasattr(self, 'first_flip'):
             self.first_flip = torch.rand(n, generator=torch.Generator().manual_seed(12345)) < 0.5
@@ -143,21 +139,6 @@ def run(a):
     torch.manual_seed(0)
     model = ViTForClassification(ViTConfig())
 
-    emb = model.embedding
-    def emb_forward(x):   # chapter 1's Embeddings.forward for any grid, and PatchDropout while training
-        t = emb.patch_embeddings.projection(x).flatten(2).transpose(1, 2)   # (B, N, C)
-        N = t.shape[1]
-        pos = emb.position_embeddings
-        if N + 1 != pos.shape[1]: pos = resample_pos_embed(pos, math.isqrt(N))
-        t = t + pos[:, 1:]
-        if emb.training and a.patch_drop > 0:
-            keep = max(1, round(N * (1 - a.patch_drop)))
-            idx = torch.rand(t.shape[0], N).argsort(1)[:, :keep]              # (B, keep)
-            t = t.gather(1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
-        cls = (emb.cls_token + pos[:, :1]).expand(t.shape[0], -1, -1)
-        return emb.dropout(torch.cat([cls, t], 1))
-    emb.forward = emb_forward
-
     @torch.no_grad()
     def mimetic_(attn, a1=0.7, b1=0.7, a2=0.4, b2=0.4):
         C = attn.qkv.in_features; H, d = attn.num_attention_heads, attn.attention_head_size
@@ -179,7 +160,8 @@ def run(a):
     recipe = make_recipe(model, cfg, trainloader)
     trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, 'cpu', scheduler=recipe.scheduler,
                       predict=recipe.predict, out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()},
-                      progress=False)
+                      progress=False, callbacks=[*([ProgressiveResizing(sizes)] if sizes else []),
+                                                 *([PatchDropout(a.patch_drop)] if a.patch_drop else [])])
     if a.distill:   # DeiT's hard-label distillation without a distillation token: half the loss on the teacher's class
         import teacher as T
         net = T.load(a.distill).eval()
@@ -261,17 +243,9 @@ def cost(reps=10, threads=1):
     "Milliseconds of one training step (batch 256) at each token count, interleaved, and each as a fraction of 32 px."
     torch.set_num_threads(threads); torch.manual_seed(0)
     m = ViTForClassification(); opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-    emb, drop = m.embedding, {'p': 0.0}
-    def emb_forward(x):
-        t = emb.patch_embeddings.projection(x).flatten(2).transpose(1, 2); N = t.shape[1]
-        pos = emb.position_embeddings
-        if N + 1 != pos.shape[1]: pos = resample_pos_embed(pos, math.isqrt(N))
-        t = t + pos[:, 1:]
-        if drop['p']:
-            keep = max(1, round(N * (1 - drop['p']))); idx = torch.rand(t.shape[0], N).argsort(1)[:, :keep]
-            t = t.gather(1, idx.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
-        return torch.cat([(emb.cls_token + pos[:, :1]).expand(t.shape[0], -1, -1), t], 1)
-    emb.forward = emb_forward
+    drop = {'p': 0.0}
+    m.embedding.forward = functools.partial(embed_any_size, m.embedding)             # chapter 7: any image size
+    m.embedding.register_forward_hook(lambda emb, args, x: drop_patches(x, drop['p']) if drop['p'] else x)
     y = torch.randint(0, 10, (256,))
     def step(size, p):
         drop['p'] = p; x = torch.randn(256, 3, size, size)
