@@ -167,7 +167,7 @@ def run(a):
         net = T.load(a.distill).eval()
         student, loss_func, taught = trainer.train_forward, trainer.loss_func, {}
         def train_forward(x):
-            with torch.no_grad(): taught['y'] = net(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+            with torch.no_grad(): taught['y'] = T.logits(net, x).argmax(1)
             return student(x)
         trainer.train_forward = train_forward
         def distill_loss(logits, y):   # in training, half on the labels and half on the teacher's classes
@@ -239,6 +239,16 @@ def tta(names, threads=1):
     return out
 
 
+def time_interleaved(steps: dict, reps: int) -> tuple:
+    "Median ms of each of `steps` (name -> function), interleaved, relative to the first; and the load before."
+    load = record.load_average()
+    med = {k: v[len(v) // 2] for k, v in record.time_interleaved(steps, reps).items()}
+    first = next(iter(med.values()))
+    res = {k: {'step_ms': round(1000 * v, 1), 'relative': round(v / first, 3)} for k, v in med.items()}
+    for k, v in res.items(): print(f"{k:22} {v['step_ms']:7.1f} ms  {v['relative']:.2f}x")
+    return res, load
+
+
 def cost(reps=10, threads=1):
     "Milliseconds of one training step (batch 256) at each token count, interleaved, and each as a fraction of 32 px."
     torch.set_num_threads(threads); torch.manual_seed(0)
@@ -252,17 +262,8 @@ def cost(reps=10, threads=1):
         loss = F.cross_entropy(m(x)[0], y); opt.zero_grad(); loss.backward(); opt.step()
     confs = {'32 px': (32, 0), '32 px, drop 25 %': (32, .25), '32 px, drop 50 %': (32, .5), '24 px': (24, 0),
              '16 px': (16, 0), '24 px, drop 50 %': (24, .5), '16 px, drop 50 %': (16, .5)}
-    for c in confs.values(): step(*c)
-    t = {k: [] for k in confs}
-    load = record.load_average()
-    for _ in range(reps):
-        for k, c in confs.items():
-            t0 = time.perf_counter(); step(*c); t[k].append(time.perf_counter() - t0)
-    med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
-    tokens = {k: 1 + round((s // 4) ** 2 * (1 - p)) for k, (s, p) in confs.items()}   # [CLS] + the patches kept
-    res = {k: {'tokens': tokens[k], 'step_ms': round(1000 * v, 1), 'relative': round(v / med['32 px'], 3)}
-           for k, v in med.items()}
-    for k, v in res.items(): print(f"{k:18} {v['step_ms']:7.1f} ms  {v['relative']:.2f}x")
+    res, load = time_interleaved({k: functools.partial(step, *c) for k, c in confs.items()}, reps)
+    for k, (side, p) in confs.items(): res[k]['tokens'] = 1 + round((side // 4) ** 2 * (1 - p))   # [CLS] + kept
     return res, load
 
 
@@ -287,26 +288,17 @@ def cost_extra(reps=10, threads=1):
             pol = policies['trivial' if kind == 'TrivialAugment' else 'randaug']; x = torch.stack([pol(i) for i in x])
         x = normalize(x, 0.5, 0.5)
         if kind == 'teacher training step':
-            loss = F.cross_entropy(tnet(x.contiguous(memory_format=torch.channels_last)), t)
+            loss = F.cross_entropy(T.logits(tnet, x), t)
             topt.zero_grad(); loss.backward(); topt.step(); return
         if kind == 'MixUp/CutMix': x, t = mix(x, t)
         m, opt = model(kind)
         logits = m(x)[0]; loss = F.cross_entropy(logits, t)
         if kind == 'teacher':
-            with torch.no_grad(): c = net(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+            with torch.no_grad(): c = T.logits(net, x).argmax(1)
             loss = (loss + F.cross_entropy(logits, c)) / 2
         opt.zero_grad(); loss.backward(); opt.step()
     kinds = ['32 px', 'TrivialAugment', 'RandAugment', 'MixUp/CutMix', 'drop path', 'teacher', 'teacher training step']
-    for k in kinds: step(k)
-    t = {k: [] for k in kinds}
-    load = record.load_average()
-    for _ in range(reps):
-        for k in kinds:
-            t0 = time.perf_counter(); step(k); t[k].append(time.perf_counter() - t0)
-    med = {k: sorted(v)[len(v) // 2] for k, v in t.items()}
-    res = {k: {'step_ms': round(1000 * v, 1), 'relative': round(v / med['32 px'], 3)} for k, v in med.items()}
-    for k, v in res.items(): print(f"{k:22} {v['step_ms']:7.1f} ms  {v['relative']:.2f}x")
-    return res, load
+    return time_interleaved({k: functools.partial(step, k) for k in kinds}, reps)
 
 
 def main():
@@ -320,17 +312,11 @@ def main():
                       'git_commit': head['git_commit'], 'load_average': head['load_average']})
         print('FINAL', a.name, entry['final'])
     elif cmd == 'tta': tta(argv)
-    elif cmd == 'cost':
-        res, load = cost()
+    elif cmd in ('cost', 'cost-extra'):
+        res, load = cost() if cmd == 'cost' else cost_extra()
         rec = json.loads(OUT.read_text()) if OUT.exists() else {'benchmark': 'levers', 'runs': {}}
-        rec['cost'] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
-                       'machine': head['machine'], 'git_commit': head['git_commit']}
-        OUT.write_text(json.dumps(rec, indent=1) + '\n')
-    elif cmd == 'cost-extra':
-        res, load = cost_extra()
-        rec = json.loads(OUT.read_text())
-        rec['cost_extra'] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
-                             'machine': head['machine'], 'git_commit': head['git_commit']}
+        rec[cmd.replace('-', '_')] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
+                                      'machine': head['machine'], 'git_commit': head['git_commit']}
         OUT.write_text(json.dumps(rec, indent=1) + '\n')
     else: raise SystemExit(f"unknown command {cmd!r}: run, tta, cost or cost-extra")
     rec = json.loads(OUT.read_text())

@@ -29,6 +29,18 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.t, cpu_seconds() - self.c
 
 
+def time_interleaved(steps: dict, reps: int, warmup: int = 1) -> dict:
+    """Seconds of each of `steps` (name -> function), sorted: `warmup` calls each, then `reps` rounds calling each in
+    turn, so that a change of the machine's load touches every step alike."""
+    for f in steps.values():
+        for _ in range(warmup): f()
+    t = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, f in steps.items():
+            t0 = time.perf_counter(); f(); t[k].append(time.perf_counter() - t0)
+    return {k: sorted(v) for k, v in t.items()}
+
+
 def cpu_model() -> str:
     "The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."
     try:

@@ -16,7 +16,7 @@ Every variant gets its own model and optimiser from the same seed; each repetiti
 that a change of machine load touches every variant alike. Prints the median and minimum milliseconds and each
 median relative to `flash`, and saves them in `bench/results/step_variants.json` with the machine and load average.
 """
-import argparse, contextlib, time
+import argparse, contextlib
 import torch, torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from vit_nbdev.model import ViTForClassification
@@ -65,14 +65,8 @@ def main():
     rec = record.header('step_variants', torch.device('cpu'), record.load_average())
     x, y = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
     steps = {v: make_step(v, x, y) for v in a.variants.split(',')}
-    for f in steps.values(): f(); f()                                      # warm-up (and compilation)
-    t = {k: [] for k in steps}
-    for _ in range(a.reps):
-        for k, f in steps.items():
-            t0 = time.perf_counter(); f(); t[k].append(time.perf_counter() - t0)
-    res = {}
-    for k, v in t.items():
-        v.sort(); res[k] = {'median_ms': round(1000 * v[len(v) // 2], 1), 'min_ms': round(1000 * v[0], 1)}
+    t = record.time_interleaved(steps, a.reps, warmup=2)                 # the warm-up compiles, for `compile`
+    res = {k: {'median_ms': round(1000 * v[len(v) // 2], 1), 'min_ms': round(1000 * v[0], 1)} for k, v in t.items()}
     for k, v in res.items():
         v['relative'] = round(v['median_ms'] / res['flash']['median_ms'], 3) if 'flash' in res else None
         print(f"{k:12} median {v['median_ms']:6.1f} ms  min {v['min_ms']:6.1f} ms  {v['relative']}x")

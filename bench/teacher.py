@@ -37,11 +37,16 @@ def load(path) -> nn.Sequential:
     net = make_net(); net.load_state_dict(torch.load(path)); return net
 
 
+def logits(net, x: torch.Tensor) -> torch.Tensor:
+    "The teacher's logits (B, classes) for normalised images `x` (B, 3, H, W), passed channels-last as it is built."
+    return net(x.contiguous(memory_format=torch.channels_last))
+
+
 def accuracy(net, loader) -> float:
+    "The fraction of `loader`'s images whose class the teacher gets right."
     net.eval(); c = n = 0
     with torch.inference_mode():
-        for x, y in loader:
-            c += (net(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum().item(); n += len(y)
+        for x, y in loader: c += (logits(net, x).argmax(1) == y).sum().item(); n += len(y)
     return c / n
 
 
@@ -63,7 +68,7 @@ def main():
     for epoch in range(1, a.epochs + 1):
         net.train(); te = time.perf_counter()
         for x, y in train:
-            loss = F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=0.2)
+            loss = F.cross_entropy(logits(net, x), y, label_smoothing=0.2)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
         accs.append(accuracy(net, val)); secs.append(time.perf_counter() - te)
         print(f"epoch {epoch:2d}  loss {loss.item():.3f}  held-out accuracy {100 * accs[-1]:.2f} %  ({secs[-1]:.0f} s)",
