@@ -1,4 +1,4 @@
-"""Issue 17's levers on the held-out split: the fast recipe plus one lever at a time, 10 epochs, seed 0, one thread.
+"""Training levers on the held-out split: the fast recipe plus one lever at a time, 10 epochs, seed 0, one thread.
 
     VIT_DATA_DIR=/path/to/cifar10 python bench/levers.py run NAME [--patch-drop P] [--sizes 16x8,24x4] [--mimetic]
                                                          [--ema DECAY] [--alt-flip] [--recipe modern] [--epochs E]
@@ -10,15 +10,17 @@
     python bench/levers.py cost-extra            # a 32 px step with each later lever's extra work, interleaved
 
 Trains on the first 45,000 training images and evaluates on the last 5,000 (`vit_train --holdout 5000`): the test set
-is not read. The levers that the package adopted are chapter 7's callbacks; the others are patches on chapter 5's
-`Trainer` and chapter 4a's `TensorLoader`, written here so that a lever can be measured before the package has it:
+is not read. Every lever is a callback on chapter 5's `Trainer` events (the package's own where it has one: chapter
+7's `PatchDropout` and `ProgressiveResizing`, chapter 5b's `EMA`; the others defined here), a loader that subclasses
+chapter 4a's `TensorLoader`, or a change of the model's initial weights or a forward hook:
 - `--patch-drop P`: after the position embeddings, each training image keeps a random (1 - P) of its 64 patch tokens
   (chapter 7's `PatchDropout`); evaluation sees all of them;
 - `--sizes 16x8,24x4`: the first 8 epochs' crops go straight to 16 × 16, the next 4 to 24 × 24, the rest to 32 × 32
   (chapter 7's `ProgressiveResizing`: the position embeddings are resampled to the grid of the batch);
 - `--mimetic`: every attention layer starts with W_q W_kᵀ ≈ 0.7 Z + 0.7 I per head and W_v W_o ≈ 0.4 Z − 0.4 I
   (Trockman & Kolter 2023, Z random with variance 1/C), the rest of the model as the seed initialises it;
-- `--ema D`: an exponential moving average of the weights (decay D per step), which evaluation uses;
+- `--ema D`: an exponential moving average of the weights (decay D per step, warmed up; chapter 5b's `EMA`), which
+  evaluation uses;
 - `--alt-flip`: each image is mirrored in every other epoch (a random half in the first) instead of at random;
 - the schedule's settings: `--batch`, `--lr` (peak), `--warmup`, `--ls` (label smoothing), `--recipe`;
 - `--policy trivial|randaug`: TrivialAugmentWide or RandAugment(2, 9) (torchvision) on each uint8 training image,
@@ -37,15 +39,15 @@ Each run's record (settings, validation accuracy after every epoch, final accura
 epoch comes from `cost`, which times one training step (batch 256, one thread) of each token count back to back.
 """
 import argparse, functools, json, math, sys, time
-from pathlib import Path
+from dataclasses import asdict
 import torch, torch.nn.functional as F
-import vit_nbdev.data as D
-from vit_nbdev.data import prepare_data, epoch_seed, augment_params, crop_resize_flip, normalize
+from vit_nbdev.data import TensorLoader, prepare_data, epoch_seed, augment_params, crop_resize_flip, normalize
 from vit_nbdev.model import ViTForClassification, ViTConfig
 from vit_nbdev.recipes import TrainConfig, make_recipe
-from vit_nbdev.training import Trainer, predictions
+from vit_nbdev.training import Trainer, Callback, predictions
+from vit_nbdev.callbacks import EMA
 from vit_nbdev.experiments import load_experiment
-from vit_nbdev.faster import ProgressiveResizing, PatchDropout, embed_any_size, drop_patches   # registers fast
+from vit_nbdev.faster import ProgressiveResizing, PatchDropout, any_size, drop_patches   # registers fast
 import record
 
 OUT = record.RESULTS / 'levers.json'
@@ -70,10 +72,12 @@ def parse(argv):
     return p.parse_args(argv)
 
 
-def save(name: str, entry: dict):
-    "Store `entry` under `name` in levers.json, keeping the other runs."
+def save(name: str = None, entry: dict = None, **top):
+    "The one writer of levers.json: `entry` merged into run `name`, `top` entries replaced; the machine refreshed."
     rec = json.loads(OUT.read_text()) if OUT.exists() else {'benchmark': 'levers', 'runs': {}}
-    rec['runs'][name] = {**rec['runs'].get(name, {}), **entry}
+    if name: rec['runs'][name] = {**rec['runs'].get(name, {}), **entry}
+    head = record.header('levers', torch.device('cpu'), record.load_average())
+    rec.update(top, machine=head['machine'], versions=head['versions'])
     OUT.write_text(json.dumps(rec, indent=1) + '\n')
 
 
@@ -91,18 +95,52 @@ def make_mix(name):
     return v2.RandomChoice(mixes[name]) if name else None
 
 
-def block_forward(blk, rate, x, output_attentions=False, num_queries=None):   # chapter 3's Block, with drop path
-    from torchvision.ops import stochastic_depth
-    h, attention = blk.attention(blk.layernorm_1(x), output_attentions, num_queries)
-    x = x[:, :num_queries] + stochastic_depth(h, rate, 'row', blk.training)
-    return x + stochastic_depth(blk.mlp(blk.layernorm_2(x)), rate, 'row', blk.training), attention
-
-
 def drop_path_(model, rate: float):
     "Stochastic depth in every block, its rate rising linearly from 0 in the first to `rate` in the last (timm's rule)."
+    from torchvision.ops import stochastic_depth
     L = len(model.encoder.blocks)
-    for i, blk in enumerate(model.encoder.blocks):
-        blk.forward = functools.partial(block_forward, blk, rate * i / (L - 1))
+    for i, blk in enumerate(model.encoder.blocks):   # each residual branch's output, dropped per image: x + drop(h)
+        r = rate * i / (L - 1)
+        blk.attention.register_forward_hook(lambda m, args, out, r=r: (stochastic_depth(out[0], r, 'row', m.training),
+                                                                       out[1]))
+        blk.mlp.register_forward_hook(lambda m, args, out, r=r: stochastic_depth(out, r, 'row', m.training))
+
+
+class LeverLoader(TensorLoader):
+    "Chapter 4a's loader with alternating flips and a per-image policy on the uint8 images, before the crop."
+    def __init__(self, loader: TensorLoader, policy=None, alt_flip: bool = False):
+        super().__init__(loader.images, loader.labels, loader.classes, loader.batch_size, loader.shuffle,
+                         loader.augment, loader.seed, loader.images.device, loader.mean, loader.std, loader.name)
+        self.policy, self.alt_flip = policy, alt_flip
+        self.first_flip = torch.rand(len(self.images), generator=torch.Generator().manual_seed(12345)) < 0.5
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        n, S = len(self.images), self.images.shape[-1]
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            params = augment_params(len(idx), S, g) if self.augment else None
+            if params is not None and self.alt_flip: params = (*params[:4], self.first_flip[idx] ^ bool(epoch % 2))
+            x, y = self.images[idx], self.labels[idx]
+            if self.augment and self.policy: x = torch.stack([self.policy(i) for i in x])
+            if self.augment: x = crop_resize_flip(x, *params, out_size=self.out_size or S)
+            yield normalize(x, self.mean, self.std), y
+
+
+class Mix(Callback):
+    "MixUp and/or CutMix on each training batch, the labels mixed alike (soft targets)."
+    def __init__(self, mix): self.mix = mix
+    def before_batch(self, t): t.xb, t.yb = self.mix(t.xb, t.yb)
+
+
+class Distill(Callback):
+    "DeiT's hard-label distillation without a distillation token: half the loss on the teacher's classes."
+    def __init__(self, net, logits): self.net, self.logits = net, logits
+    def after_loss(self, t):
+        with torch.no_grad(): taught = self.logits(self.net, t.xb).argmax(1)
+        t.loss = (t.loss + F.cross_entropy(t.preds.float(), taught)) / 2
 
 
 def run(a):
@@ -111,31 +149,11 @@ def run(a):
 
     policy, mix = make_policy(a.policy), make_mix(a.mix)
 
-    def _iter(self):   # chapter 4a's TensorLoader.__iter__, with alternating flips, the policy on each uint8 image
-        # before the crop and the mix on each normalised batch
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        n, S = len(self.images), self.images.shape[-1]
-        out = (self.out_size or S) if self.augment else S               # ProgressiveResizing sets out_size
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        if a.alt_flip and self.augment and not hasattr(self, 'first_flip'):
-            self.first_flip = torch.rand(n, generator=torch.Generator().manual_seed(12345)) < 0.5
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            params = augment_params(len(idx), S, g) if self.augment else None
-            if params is not None and a.alt_flip:
-                params = (*params[:4], self.first_flip[idx] ^ bool(epoch % 2))
-            x, y = self.images[idx], self.labels[idx]
-            if self.augment and policy: x = torch.stack([policy(i) for i in x])
-            if self.augment: x = crop_resize_flip(x, *params, out_size=out)
-            x = normalize(x, self.mean, self.std)
-            yield mix(x, y) if self.augment and mix else (x, y)
-    D.TensorLoader.__iter__ = _iter
-
     cfg = TrainConfig(exp_name=a.name, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch, lr=a.lr,
                       weight_decay=a.wd, warmup=a.warmup, label_smoothing=a.ls, holdout=a.holdout, threads=a.threads,
                       out_dir=str(record.RESULTS / 'levers'), train_sample_size=a.train_n)
     trainloader, testloader = prepare_data(cfg.batch_size, seed=0, holdout=cfg.holdout, train_sample_size=a.train_n)
+    if policy or a.alt_flip: trainloader = LeverLoader(trainloader, policy, a.alt_flip)
     torch.manual_seed(0)
     model = ViTForClassification(ViTConfig())
 
@@ -158,43 +176,20 @@ def run(a):
     if a.drop_path: drop_path_(model, a.drop_path)
 
     recipe = make_recipe(model, cfg, trainloader)
-    trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, 'cpu', scheduler=recipe.scheduler,
-                      predict=recipe.predict, out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()},
-                      progress=False, callbacks=[*([ProgressiveResizing(sizes)] if sizes else []),
-                                                 *([PatchDropout(a.patch_drop)] if a.patch_drop else [])])
-    if a.distill:   # DeiT's hard-label distillation without a distillation token: half the loss on the teacher's class
+    teacher = None
+    if a.distill:
         import teacher as T
-        net = T.load(a.distill).eval()
-        student, loss_func, taught = trainer.train_forward, trainer.loss_func, {}
-        def train_forward(x):
-            with torch.no_grad(): taught['y'] = T.logits(net, x).argmax(1)
-            return student(x)
-        trainer.train_forward = train_forward
-        def distill_loss(logits, y):   # in training, half on the labels and half on the teacher's classes
-            t = taught.pop('y', None)
-            return loss_func(logits, y) if t is None else (loss_func(logits, y) + F.cross_entropy(logits, t)) / 2
-        trainer.loss_func = distill_loss
-    if a.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(a.ema), use_buffers=True)
-        sch = trainer.scheduler
-        class Step:   # the scheduler's step, then the EMA's
-            def step(self): sch.step(); ema.update_parameters(model)
-            def state_dict(self): return sch.state_dict()
-            def load_state_dict(self, s): sch.load_state_dict(s)
-        trainer.scheduler = Step()
-        trainer.forward = ema.module
-    _evaluate = Trainer.evaluate
-    def evaluate(self, loader):
-        if self.epoch % a.eval_every and self.epoch != self.epochs: return float('nan'), float('nan')
-        if a.ema: ema.module.eval()
-        return _evaluate(self, loader)
-    trainer.evaluate = evaluate.__get__(trainer)
-
+        teacher = Distill(T.load(a.distill).eval(), T.logits)
+    ema = EMA(a.ema) if a.ema else None
+    levers = [ProgressiveResizing(sizes) if sizes else None, PatchDropout(a.patch_drop) if a.patch_drop else None,
+              Mix(mix) if mix else None, teacher, ema]
+    trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, 'cpu', scheduler=recipe.scheduler,
+                      predictor=recipe.predictor, out_dir=cfg.out_dir, extra_config={'settings': asdict(cfg)},
+                      progress=False, callbacks=[cb for cb in levers if cb is not None])
     t0 = time.perf_counter()
-    trainer.train(trainloader, testloader, cfg.epochs, overwrite=True)
+    trainer.train(trainloader, testloader, cfg.epochs, overwrite=True, eval_every=a.eval_every)
     total = time.perf_counter() - t0
-    net = ema.module if a.ema else model
+    net = model                                                      # with --ema: the average (EMA's after_fit)
     net.eval(); res = {}
     for pred in ('plain', 'flip'):
         c = n = 0
@@ -254,7 +249,6 @@ def cost(reps=10, threads=1):
     torch.set_num_threads(threads); torch.manual_seed(0)
     m = ViTForClassification(); opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
     drop = {'p': 0.0}
-    m.embedding.forward = functools.partial(embed_any_size, m.embedding)             # chapter 7: any image size
     m.embedding.register_forward_hook(lambda emb, args, x: drop_patches(x, drop['p']) if drop['p'] else x)
     y = torch.randint(0, 10, (256,))
     def step(size, p):
@@ -262,7 +256,8 @@ def cost(reps=10, threads=1):
         loss = F.cross_entropy(m(x)[0], y); opt.zero_grad(); loss.backward(); opt.step()
     confs = {'32 px': (32, 0), '32 px, drop 25 %': (32, .25), '32 px, drop 50 %': (32, .5), '24 px': (24, 0),
              '16 px': (16, 0), '24 px, drop 50 %': (24, .5), '16 px, drop 50 %': (16, .5)}
-    res, load = time_interleaved({k: functools.partial(step, *c) for k, c in confs.items()}, reps)
+    with any_size(m):                                                          # chapter 7: any image size
+        res, load = time_interleaved({k: functools.partial(step, *c) for k, c in confs.items()}, reps)
     for k, (side, p) in confs.items(): res[k]['tokens'] = 1 + round((side // 4) ** 2 * (1 - p))   # [CLS] + kept
     return res, load
 
@@ -303,7 +298,6 @@ def cost_extra(reps=10, threads=1):
 
 def main():
     cmd, argv = sys.argv[1], sys.argv[2:]
-    rec = json.loads(OUT.read_text()) if OUT.exists() else {'benchmark': 'levers', 'runs': {}}
     head = record.header('levers', torch.device('cpu'), record.load_average())
     if cmd == 'run':
         a = parse(argv); (record.RESULTS / 'levers').mkdir(exist_ok=True)
@@ -314,14 +308,9 @@ def main():
     elif cmd == 'tta': tta(argv)
     elif cmd in ('cost', 'cost-extra'):
         res, load = cost() if cmd == 'cost' else cost_extra()
-        rec = json.loads(OUT.read_text()) if OUT.exists() else {'benchmark': 'levers', 'runs': {}}
-        rec[cmd.replace('-', '_')] = {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
-                                      'machine': head['machine'], 'git_commit': head['git_commit']}
-        OUT.write_text(json.dumps(rec, indent=1) + '\n')
+        save(**{cmd.replace('-', '_'): {'results': res, 'threads': 1, 'batch_size': 256, 'load_average': load,
+                                        'machine': head['machine'], 'git_commit': head['git_commit']}})
     else: raise SystemExit(f"unknown command {cmd!r}: run, tta, cost or cost-extra")
-    rec = json.loads(OUT.read_text())
-    rec.update({k: head[k] for k in ('machine', 'versions')})
-    OUT.write_text(json.dumps(rec, indent=1) + '\n')
 
 
 if __name__ == '__main__':

@@ -5,13 +5,12 @@
 The reference recipe's step (`AdamW(lr=1e-2, weight_decay=1e-2)`, cross-entropy, random images: the data pipeline is
 `bench/epoch.py`'s business), and the same step changed in one way:
 - attention: `flash` is `F.scaled_dot_product_attention` as the model calls it (PyTorch picks its CPU flash kernel),
-  `math` the same call inside `sdpa_kernel(SDPBackend.MATH)`, `explicit` `softmax(q kᵀ / √d) v` written out, as the
-  model's `output_attentions` path computes it;
+  `math` the same call inside `sdpa_kernel(SDPBackend.MATH)`, `explicit` `softmax(q kᵀ / √d) v` written out: the
+  model's `output_attentions` path (which also keeps the maps, and computes every token in the last block);
 - `micro64`, `micro32`: the batch in pieces of 64 or 32 images, their gradients added up (`Trainer(micro_batch=)`);
 - `fused_adamw`: `AdamW(fused=True)`, one kernel for the whole update;
 - `bf16`: the forward pass under `torch.autocast('cpu', torch.bfloat16)`;
-- `compile`: `torch.compile(model)` (its compilation is in the warm-up, not in the times);
-- `tanh_gelu`: GELU's tanh approximation instead of the exact one (another function: for comparison only).
+- `compile`: `torch.compile(model)` (its compilation is in the warm-up, not in the times).
 Every variant gets its own model and optimiser from the same seed; each repetition runs them all once, in turn, so
 that a change of machine load touches every variant alike. Prints the median and minimum milliseconds and each
 median relative to `flash`, and saves them in `bench/results/step_variants.json` with the machine and load average.
@@ -20,38 +19,28 @@ import argparse, contextlib
 import torch, torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel, SDPBackend
 from vit_nbdev.model import ViTForClassification
-import vit_nbdev.attention as A
 import record
 
-VARIANTS = ('flash', 'math', 'explicit', 'micro64', 'micro32', 'fused_adamw', 'bf16', 'compile', 'tanh_gelu')
-
-
-def explicit(q, k, v, dropout_p=0.0, **kw):
-    return (q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)).softmax(-1) @ v
+VARIANTS = ('flash', 'math', 'explicit', 'micro64', 'micro32', 'fused_adamw', 'bf16', 'compile')
 
 
 def make_step(variant: str, x, y):
     "A function running one training step of `variant` on images `x`, labels `y`."
     torch.manual_seed(0)
     model = ViTForClassification()
-    if variant == 'tanh_gelu':
-        for blk in model.encoder.blocks: blk.mlp.activation = torch.nn.GELU(approximate='tanh')
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2, fused=variant == 'fused_adamw')
     forward = torch.compile(model) if variant == 'compile' else model
     piece = {'micro64': 64, 'micro32': 32}.get(variant, len(x))
-    attention = {'explicit': explicit}.get(variant, F.scaled_dot_product_attention)
     def context():
         if variant == 'math': return sdpa_kernel(SDPBackend.MATH)
         if variant == 'bf16': return torch.autocast('cpu', dtype=torch.bfloat16)
         return contextlib.nullcontext()
     def step():
-        A.F.scaled_dot_product_attention = attention
         opt.zero_grad(set_to_none=True)
         for xs, ys in zip(x.split(piece), y.split(piece)):
-            with context(): logits = forward(xs)[0]
+            with context(): logits = forward(xs, output_attentions=variant == 'explicit')[0]
             (F.cross_entropy(logits.float(), ys) * (len(ys) / len(y))).backward()
         opt.step()
-        A.F.scaled_dot_product_attention = F.scaled_dot_product_attention
     return step
 
 

@@ -1,4 +1,5 @@
-"""A convolutional teacher for issue 17's distillation lead, trained on the held-out split's 45,000 training images.
+"""A convolutional teacher for the distillation lever of bench/levers.py, trained on the held-out split's 45,000
+images.
 
     VIT_DATA_DIR=/path/to/cifar10 python bench/teacher.py [--epochs 12] [--threads 1]
 
@@ -9,7 +10,7 @@ normalised images the ViT sees, so that `bench/levers.py run --distill` can feed
 set is not read: the accuracy is on the last 5,000 training images. The record goes to `bench/results/levers.json`
 under `teacher`, the weights to `bench/results/levers/teacher.pt` (not committed).
 """
-import argparse, json, time
+import argparse, time
 import torch, torch.nn.functional as F
 from torch import nn
 from vit_nbdev.data import prepare_data
@@ -75,15 +76,12 @@ def main():
               flush=True)
     (record.RESULTS / 'levers').mkdir(exist_ok=True)
     torch.save(net.state_dict(), record.RESULTS / 'levers' / 'teacher.pt')
-    out = record.RESULTS / 'levers.json'
-    rec = json.loads(out.read_text())
-    rec['runs']['teacher'] = {'command': 'python bench/teacher.py ' + ' '.join(f'--{k.replace("_", "-")} {v}'
-                                                                             for k, v in vars(a).items() if v),
-                              'widths': list(WIDTHS), 'parameters': sum(q.numel() for q in net.parameters()),
-                              'accuracies': accs, 'seconds': secs, 'total_seconds': time.perf_counter() - t0,
-                              'git_commit': record.git_commit()}
-    out.write_text(json.dumps(rec, indent=1) + '\n')
-
+    from levers import save                                  # the one writer of levers.json
+    save('teacher', {'command': 'python bench/teacher.py ' + ' '.join(f'--{k.replace("_", "-")} {v}'
+                                                                     for k, v in vars(a).items() if v),
+                     'widths': list(WIDTHS), 'parameters': sum(q.numel() for q in net.parameters()),
+                     'accuracies': accs, 'seconds': secs, 'total_seconds': time.perf_counter() - t0,
+                     'git_commit': record.git_commit()})
 
 if __name__ == '__main__':
     main()

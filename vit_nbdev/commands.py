@@ -6,7 +6,7 @@ __all__ = ['TRAIN_ERRORS', 'train_experiment', 'train_parser', 'vit_train', 'Pre
 
 # %% ../nbs/10_commands.ipynb #8ec13b08
 import os, sys, argparse, importlib
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
 import torch.distributed as dist
@@ -20,7 +20,8 @@ from .recipes import (ExperimentConfig, TrainConfig, RECIPES, make_recipe, setti
 from .inspection import committed_experiment, committed_file, load_images, predict, visualize_attention
 from .evaluation import evaluate_experiment, experiment_predictor
 from .faster import fast_recipe                    # registers --recipe fast
-from .distributed import init_distributed, DistributedTraining
+from .callbacks import precision_for, use_tf32, GradientClipping, EMA, TensorBoard
+from .distributed import init_distributed, DistributedStrategy
 from .finetune import init_from
 
 # %% ../nbs/10_commands.ipynb #3e4077d2
@@ -30,6 +31,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
                      overwrite: bool = False,  # delete the experiment if it exists and start again
                      progress: bool = True,    # show a progress bar (notebooks and terminals)
                      verbose: bool = True,     # print one line per epoch
+                     given: set = None,        # resuming: the settings chosen (default: those not at their defaults)
                      **settings,               # `TrainConfig` fields to set (or to change in `cfg`)
                     ) -> Trainer:              # the trainer: `.metrics` holds the results, `.model` the model
     "Run (or resume) the experiment `cfg` describes, the five steps with a recipe, as `vit_train` does (or torchrun)."
@@ -37,9 +39,15 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
     if not cfg.exp_name: raise ValueError("exp_name is required: the name of the experiment's folder")
     if cfg.recipe not in RECIPES: raise ValueError(f"unknown recipe {cfg.recipe!r}; expected one of {sorted(RECIPES)}")
     d = experiment_dir(cfg.exp_name, cfg.out_dir)
-    if cfg.threads is None and resume and (d / 'config.json').is_file():      # a resumed run keeps its thread count
-        cfg = replace(cfg, threads=read_json(d / 'config.json')['runtime']['threads'])
+    if resume and (d / 'config.json').is_file():          # continue the run config.json records (chapter 5a's rules)
+        default, names = TrainConfig(), {f.name for f in fields(cfg)}
+        if given is None: given = {k for k in names if getattr(cfg, k) != getattr(default, k)}
+        cfg = TrainConfig.of_experiment(read_json(d / 'config.json')).resumed(
+            {k: getattr(cfg, k) for k in {*given, *settings, 'exp_name', 'out_dir'} & names})
     if cfg.threads: torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:                                   # the same numbers on every run, also on a GPU (slower)
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
     device, rank, world_size, joined = init_distributed(cfg.device, cfg.backend, cfg.batch_size)  # (0, 1): no torchrun
     try:
         trainloader, testloader = prepare_data(cfg.batch_size, cfg.data_dir, cfg.dataset, seed=cfg.seed,      # 1 data
@@ -55,11 +63,20 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
         else: model = ViTForClassification(cfg.vit_config(num_classes))                                        # 2 model
         if world_size > 1: torch.manual_seed(epoch_seed(cfg.seed, 2 * 10**6 + rank))   # each rank its own dropout
         recipe = make_recipe(model, cfg, trainloader)                                                         # 3 recipe
+        callbacks = [*recipe.callbacks, *([GradientClipping(cfg.clip_grad)] if cfg.clip_grad else []),
+                     *([EMA(cfg.ema)] if cfg.ema else []), *([TensorBoard()] if cfg.tensorboard else [])]
+        precision, tf32 = precision_for(cfg.amp, device), use_tf32(device)
+        if verbose and rank == 0:                             # the run's first line: where and in which precision
+            where = f"{device}{f' x {world_size} processes' if world_size > 1 else ''}"
+            dtype = str(precision.dtype or torch.float32).removeprefix('torch.')
+            print(f"{cfg.exp_name}: {cfg.recipe} recipe on {where}, {dtype} forward passes"
+                  f"{' (TF32 matrix products)' if tf32 else ''}{', deterministic' if cfg.deterministic else ''}",
+                  flush=True)
         trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, device,                   # 4 trainer
-                          scheduler=recipe.scheduler, predict=recipe.predict,
-                          out_dir=cfg.out_dir, extra_config={'settings': cfg.settings()}, amp=cfg.amp,
-                          compile=cfg.compile, micro_batch=cfg.micro_batch, progress=progress, verbose=verbose,
-                          callbacks=[*recipe.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
+                          scheduler=recipe.scheduler, predictor=recipe.predictor, callbacks=callbacks,
+                          precision=precision, strategy=DistributedStrategy() if world_size > 1 else None,
+                          out_dir=cfg.out_dir, extra_config={'settings': asdict(cfg), 'command': cfg.command()}, compile=cfg.compile,
+                          micro_batch=cfg.micro_batch, progress=progress, verbose=verbose)
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
                       resume=resume, overwrite=overwrite, eval_every=cfg.eval_every)
     finally:
@@ -71,6 +88,11 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
 # what a user's mistake raises (OSError: files, folders and pretrained sources that cannot be read)
 TRAIN_ERRORS = (DataNotFoundError, CorruptDataError, ExperimentExistsError, CheckpointError, TrainingDivergedError,
                 OSError, ValueError)
+
+def _given(parser: argparse.ArgumentParser, argv: list = None) -> set:
+    "The names of the settings that `argv` (default `sys.argv[1:]`) sets, whatever their values."
+    for action in parser._actions: action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 def train_parser() -> argparse.ArgumentParser:
     "`vit_train`'s flags: one per `TrainConfig` field, and what to do with an existing experiment."
@@ -89,7 +111,8 @@ def vit_train(argv: list = None) -> int:
     rank = int(os.environ.get('RANK', 0))                       # torchrun's process number; 0 without torchrun
     try:
         cfg = config_from_args(TrainConfig, a)
-        t = train_experiment(cfg, resume=a.resume, overwrite=a.overwrite, progress=a.progress)
+        t = train_experiment(cfg, resume=a.resume, overwrite=a.overwrite, progress=a.progress,
+                             given=_given(train_parser(), argv))
     except TRAIN_ERRORS as e:                    # the same on every process, but for a diverging loss: rank 0 says it
         if rank == 0 or isinstance(e, TrainingDivergedError):
             print(f"vit_train{f' (rank {rank})' if rank else ''}: error: {e}", file=sys.stderr)

@@ -98,7 +98,7 @@ def evaluate(model: torch.nn.Module,  # a `ViTForClassification`
 # %% ../nbs/06a_evaluation.ipynb #79daf9cf
 def experiment_predictor(config: dict) -> str:
     "How the experiment's recipe evaluated it (`config.json`): a name in `PREDICTORS`, e.g. the fast recipe's 'flip'."
-    name = config['training']['predict']
+    name = config['training']['predictor']
     _predictor(name)                                                     # known here (or a clear error)
     return name
 

@@ -2,8 +2,8 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'ExperimentExistsError', 'CheckpointError', 'atomic_write', 'save_json', 'read_json',
-           'save_weights', 'load_weights', 'save_checkpoint', 'load_checkpoint', 'plot_metrics', 'experiment_dir',
-           'load_experiment']
+           'save_weights', 'load_weights', 'load_model_state', 'save_checkpoint', 'load_checkpoint', 'rng_state',
+           'restore_rng', 'plot_metrics', 'experiment_dir', 'load_experiment']
 
 # %% ../nbs/04b_experiments.ipynb #66326b3e
 import os, json, tempfile
@@ -66,11 +66,11 @@ def load_weights(model: nn.Module, path: Path, device='cpu') -> nn.Module:
     except Exception as e:
         raise CheckpointError(f"cannot read weights {path}: {type(e).__name__}: {e} "
                               f"(truncated or not a safetensors file)") from None
-    _load_state(model, sd, path)
+    load_model_state(model, sd, path)
     return model
 
 # %% ../nbs/04b_experiments.ipynb #1bd2322a
-def _load_state(model: nn.Module, sd: dict, path: Path):
+def load_model_state(model: nn.Module, sd: dict, path: Path):
     "`model.load_state_dict(sd)`, with a `CheckpointError` naming `path` when the keys or shapes do not match."
     try: model.load_state_dict(sd)
     except RuntimeError as e:
@@ -97,6 +97,18 @@ def load_checkpoint(path: Path, map_location='cpu') -> dict:
     if not isinstance(state, dict) or state.get('format') != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a vit_nbdev resume checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     return state
+
+# %% ../nbs/04b_experiments.ipynb #0e0ee89f
+def rng_state() -> dict:
+    "The states of PyTorch's random number generators: the CPU's and, where there is CUDA, every GPU's."
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {'torch': torch.get_rng_state(), 'cuda': cuda}
+
+def restore_rng(rng: dict):
+    "Put back what `rng_state` took (the GPUs' states only on a machine with as many GPUs)."
+    torch.set_rng_state(rng['torch'].cpu())
+    if rng.get('cuda') and torch.cuda.is_available() and len(rng['cuda']) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng['cuda']])
 
 # %% ../nbs/04b_experiments.ipynb #43785535
 def plot_metrics(metrics: dict, path: Path = None):
@@ -143,7 +155,7 @@ def load_experiment(exp_name: str,
     model = ViTForClassification(ViTConfig.from_dict(config['model']))
     if weights is None and not (d / 'model_final.safetensors').is_file() and metrics.get('checkpoint'):
         ckpt = d / metrics['checkpoint']
-        _load_state(model, load_checkpoint(ckpt, map_location='cpu')['model'], ckpt)
+        load_model_state(model, load_checkpoint(ckpt, map_location='cpu')['model'], ckpt)
     else:
         load_weights(model, d / (weights or 'model_final.safetensors'))
     return config, model.to(device).eval(), metrics
