@@ -7,7 +7,12 @@ Usage: python tools/check_book.py
 - no module is longer than 450 lines (nbdev's `_modidx.py` aside);
 - in the reading path (chapters 00-06 and their lettered companions) no code cell is longer than 40 lines;
 - no cell calls `show_doc` more than once (only a cell's last output is shown);
-- no stored output holds an absolute path or progress-bar HTML.
+- no stored output holds an absolute path or progress-bar HTML;
+- every code cell parses as Python (IPython's `%` and `!` lines aside);
+- the card's chapters (`nbs/00_*` ... `nbs/06_*`) carry the ViT alone: no code cell touches process groups or ranks,
+  RNG-state capture, the GradScaler, argument parsing, downloads or caching, atomic file writing or mocks
+  (`PLUMBING`), and each chapter has at most 3 `test_fail(` calls (the other refusals are tested in a companion);
+- chapter 5 calls `.backward()` in a code cell before the first cell that constructs a `Trainer(`.
 """
 import ast, json, re, sys
 from pathlib import Path
@@ -15,6 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NBS, LIB = ROOT / 'nbs', ROOT / 'vit_nbdev'
 CARD = ('00_patch_embedding', '06_attention_inspection')
+PLUMBING = re.compile(r'\bdist\.|broadcast_object_list|all_gather|_rank_world|get_rng_state|set_rng_state|GradScaler'
+                      r'|argparse|add_flags|sys\.argv|urllib|download_|committed_file|committed_experiment|os\.replace'
+                      r'|fsync|tempfile|mock\.|monkeypatch')
+MAX_TEST_FAIL = 3
 ABS_PATH = re.compile(r'(?<![\w.:/])/(tmp|work|home|root|Users|private|var/folders)/')
 
 
@@ -29,10 +38,13 @@ def module_of(nb: Path):
         if m: return m.group(1)
 
 
-def imported_modules(src: str) -> set:
+def parse(src: str) -> ast.Module:
+    "A code cell's syntax tree, IPython's `%` and `!` lines left out; raises `SyntaxError` if it does not parse."
+    return ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+
+
+def imported_modules(tree: ast.Module) -> set:
     "The `vit_nbdev` modules a cell's code imports."
-    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
-    except SyntaxError: return set()
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('vit_nbdev.'):
@@ -40,6 +52,42 @@ def imported_modules(src: str) -> set:
         elif isinstance(node, ast.Import):
             found |= {a.name.split('.')[1] for a in node.names if a.name.startswith('vit_nbdev.')}
     return found
+
+
+def card_problems(nb: Path) -> list:
+    "A card chapter's plumbing cells and excess `test_fail` calls; for chapter 5, `.backward()` before `Trainer(`."
+    code = [(i, source(c)) for i, c in enumerate(cells(nb)) if c['cell_type'] == 'code']
+    problems = [f'{nb.name} cell {i}: plumbing in a card chapter ({PLUMBING.search(src).group(0)!r})'
+                for i, src in code if PLUMBING.search(src)]
+    n = sum(src.count('test_fail(') for _, src in code)
+    if n > MAX_TEST_FAIL:
+        problems.append(f'{nb.name}: {n} test_fail calls (a card chapter keeps at most {MAX_TEST_FAIL}; '
+                        'the rest belong in a companion)')
+    if nb.name.startswith('05_'):
+        trees = [(i, _tree(src)) for i, src in code]
+        backward = next((i for i, t in trees if t and _calls_backward(t)), None)
+        trainer = next((i for i, t in trees if t and any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                                                         and n.func.id == 'Trainer' for n in ast.walk(t))), None)
+        if trainer is not None and (backward is None or backward > trainer):
+            problems.append(f'{nb.name}: no code cell calls .backward() (outside a def or class) before cell '
+                            f'{trainer}, the first to construct a Trainer(')
+    return problems
+
+
+def _tree(src: str):
+    "A cell's syntax tree, or None if it does not parse (reported on its own)."
+    try: return parse(src)
+    except SyntaxError: return None
+
+
+def _calls_backward(tree: ast.Module) -> bool:
+    "Whether the cell itself runs `.backward()`: a call outside any function or class it defines."
+    def visit(node) -> bool:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)): return False
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == 'backward':
+            return True
+        return any(visit(n) for n in ast.iter_child_nodes(node))
+    return visit(tree)
 
 
 def main() -> int:
@@ -53,7 +101,10 @@ def main() -> int:
         for i, c in enumerate(cells(nb)):
             src = source(c)
             if c['cell_type'] != 'code': continue
-            for mod in imported_modules(src):
+            try: tree = parse(src)
+            except SyntaxError as e:
+                problems.append(f'{nb.name} cell {i}: does not parse as Python ({e.msg}, line {e.lineno})'); continue
+            for mod in imported_modules(tree):
                 if mod not in owner: problems.append(f'{nb.name}: imports vit_nbdev.{mod}, which no chapter exports')
                 elif owner[mod] > nb.stem: problems.append(later(mod, nb))
             n = len([l for l in src.splitlines() if l.strip()])
@@ -67,6 +118,8 @@ def main() -> int:
                 if ABS_PATH.search(text): problems.append(f'{nb.name} cell {i}: an absolute path in an output'); break
                 if 'progress::-webkit' in text or '<progress' in text:
                     problems.append(f'{nb.name} cell {i}: progress-bar HTML in its output'); break
+    for nb in chapters:
+        if re.match(r'0[0-6]_', nb.name): problems += card_problems(nb)
     for p in sorted(LIB.glob('*.py')):
         n = len(p.read_text().splitlines())
         if p.name != '_modidx.py' and n > 450: problems.append(f'vit_nbdev/{p.name}: {n} lines (at most 450)')
