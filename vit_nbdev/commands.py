@@ -17,7 +17,8 @@ from .experiments import ExperimentExistsError, CheckpointError, experiment_dir,
 from .training import Trainer, TrainingDivergedError
 from .recipes import (ExperimentConfig, TrainConfig, RECIPES, make_recipe, setting, add_flags,
                                config_from_args)
-from .inspection import committed_experiment, committed_file, load_images, predict, visualize_attention
+from .experiments import committed_experiment, committed_file
+from .inspection import load_images, predict, visualize_attention
 from .evaluation import evaluate_experiment, experiment_predictor
 from .faster import fast_recipe                    # registers --recipe fast
 from .callbacks import precision_for, use_tf32, GradientClipping, EMA, TensorBoard

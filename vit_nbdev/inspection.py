@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from .data import read_image, pil_to_tensor, TensorLoader
-# committed_experiment and committed_file: chapters 7 and 10 import them from here until they name vit_nbdev.experiments
-from .experiments import plot_metrics, committed_experiment, committed_file
+from .experiments import plot_metrics
 from .training import PREDICTORS, predictions
 
 # %% ../nbs/06_attention_inspection.ipynb #dc4c4979

@@ -37,9 +37,8 @@ class ExperimentConfig:
 @dataclass
 class TrainConfig(ExperimentConfig):
     "Every setting of a training run, each with its one default: `vit_train`'s flags and `config.json` come from here."
-    recipe: str = setting('reference', "'reference' (tintn's constant-lr AdamW), 'modern' (warm-up, cosine decay, "
-                          "label smoothing, no decay of biases and norms) or 'fast' (chapter 7: modern, whitening, "
-                          "flips)")
+    recipe: str = setting('reference', "a name in RECIPES: 'reference' (tintn's), 'modern' (below), 'fast' or "
+                          "'budget' (chapter 7)")
     epochs: int = setting(100, 'total number of epochs (counting those a resumed run already did)')
     batch_size: int = setting(256, 'images per optimisation step')
     lr: float = setting(1e-2, '(peak) learning rate of AdamW')
@@ -54,29 +53,23 @@ class TrainConfig(ExperimentConfig):
     download: bool = setting(True, 'download CIFAR-10 when it is missing')
     train_sample_size: int = setting(None, 'train on a random subset of this many images (quick runs)')
     test_sample_size: int = setting(None, 'evaluate on a random subset of this many images (quick runs)')
-    holdout: int = setting(0, 'train on all but the last N training images and evaluate on those N instead of the '
-                           'test set: to choose settings without looking at the test set')
-    model: dict = setting({}, 'ViTConfig fields that differ from the seed model: --model hidden_size=96 '
-                          'num_hidden_layers=6 ... (any ViTConfig field but image_size and num_classes)')
-    init_from: str = setting(None, "start from pretrained weights (the architecture is the source's): an experiment "
-                             "folder of ours, an HF folder, a timm name or an HF Hub id")
+    holdout: int = setting(0, 'train on all but the last N training images and evaluate on those, not the test set')
+    model: dict = setting({}, "ViTConfig fields other than the seed's: --model hidden_size=96 num_hidden_layers=6")
+    init_from: str = setting(None, 'start from the weights of an experiment, an HF folder, a timm name or an HF Hub id')
     image_size: int = setting(32, "imagefolder: side of the square images, and the model's image_size (CIFAR-10: 32)")
     amp: str = setting('auto', 'mixed precision: auto (bfloat16 or float16 by GPU capability, none on CPU), off, '
                        'bfloat16 or float16', choices=('auto', 'off', 'bfloat16', 'float16'))
     compile: bool = setting(False, 'torch.compile the model (worth it on a GPU)')
-    backend: str = setting('auto', "under torchrun: the process group's backend, auto (NCCL on GPUs, gloo on CPU), "
-                           'gloo or nccl', choices=('auto', 'gloo', 'nccl'))
+    backend: str = setting('auto', 'under torchrun: auto (NCCL on GPUs, gloo on CPU), gloo or nccl',
+                           choices=('auto', 'gloo', 'nccl'))
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
     eval_every: int = setting(1, 'evaluate after every N-th epoch and after the last (evaluations take time too)')
     micro_batch: int = setting(None, 'train on each batch in pieces of this many images, their gradients added up')
     clip_grad: float = setting(None, 'clip the global norm of the gradients to this value before each step')
-    ema: float = setting(None, 'evaluate and save an exponential moving average of the weights with this decay '
-                         '(e.g. 0.999)')
-    tensorboard: bool = setting(False, "write each epoch's metrics for TensorBoard into the experiment's "
-                                'tensorboard/ folder')
-    deterministic: bool = setting(False, "PyTorch's deterministic algorithms (GPU runs then repeat bit for bit, "
-                                  'slower)')
+    ema: float = setting(None, 'evaluate and save a moving average of the weights with this decay (e.g. 0.999)')
+    tensorboard: bool = setting(False, "write the metrics for TensorBoard into the experiment's tensorboard/")
+    deterministic: bool = setting(False, "PyTorch's deterministic algorithms: GPU runs repeat bit for bit, slower")
 
     def __post_init__(self):
         super().__post_init__()
