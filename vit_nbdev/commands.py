@@ -76,8 +76,8 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
         trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, device,                   # 4 trainer
                           scheduler=recipe.scheduler, predictor=recipe.predictor, callbacks=callbacks,
                           precision=precision, strategy=DistributedStrategy() if world_size > 1 else None,
-                          out_dir=cfg.out_dir, extra_config={'settings': asdict(cfg), 'command': cfg.command()}, compile=cfg.compile,
-                          micro_batch=cfg.micro_batch, progress=progress, verbose=verbose)
+                          out_dir=cfg.out_dir, extra_config={'settings': asdict(cfg), 'command': cfg.command(), 'tf32': tf32},
+                          compile=cfg.compile, micro_batch=cfg.micro_batch, progress=progress, verbose=verbose)
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
                       resume=resume, overwrite=overwrite, eval_every=cfg.eval_every)
     finally:

@@ -62,11 +62,14 @@ def fast_recipe(model: nn.Module, cfg: TrainConfig, trainloader) -> Recipe:
     return replace(modern_recipe(model, cfg, trainloader), predictor='flip')
 
 # %% ../nbs/07_training_faster.ipynb #4285abdd
+# outside `torch.compile`'s graphs: its antialiased bicubic backward fails on the symbolic sizes of a new image size
+_resample = torch.compiler.disable(resample_pos_embed)
+
 def embed_any_size(emb: Embeddings, x: torch.Tensor) -> torch.Tensor:
     "What `emb` makes of images `x` (B, C, H, W) of any size the patch divides, its position embeddings resampled."
     P = emb.patch_embeddings.patch_size
     t = emb.patch_embeddings.projection(x).flatten(2).transpose(1, 2)              # (B, N, C), N = (H/P)(W/P)
-    pos = resample_pos_embed(emb.position_embeddings, (x.shape[-2] // P, x.shape[-1] // P))   # (1, 1 + N, C)
+    pos = _resample(emb.position_embeddings, (x.shape[-2] // P, x.shape[-1] // P))   # (1, 1 + N, C)
     t = torch.cat([emb.cls_token.expand(len(t), -1, -1), t], dim=1) + pos          # (B, 1 + N, C)
     return emb.dropout(t)
 

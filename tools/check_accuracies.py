@@ -1,0 +1,44 @@
+"""Evaluate every committed experiment from a fresh interpreter that imports only `vit_nbdev.evaluation`.
+
+Usage: python tools/check_accuracies.py [NAME ...]
+
+For each experiment under `experiments/` with weights: `evaluate_experiment` (chapter 6a, what `vit_evaluate` runs) on
+the CPU, with the experiment's own predictor (which a later chapter may define: the registries must find it without
+the caller importing that chapter). A run that was evaluated on the whole test set recorded its last accuracy in
+`metrics.json`; the evaluation must reproduce it exactly, with the batch size the run evaluated in. Runs evaluated on
+a held-out part of the training set or a sample of the test set are evaluated on the test set too, and reported.
+"""
+import json, sys, time
+from pathlib import Path
+from vit_nbdev.evaluation import evaluate_experiment          # the only import of the package: nothing else loaded
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / 'experiments'
+
+
+def main(names: list) -> int:
+    names = names or sorted(p.parent.name for p in EXPERIMENTS.glob('*/model_final.safetensors'))
+    problems = []
+    for name in names:
+        d = EXPERIMENTS / name
+        config, metrics = (json.loads((d / f).read_text()) for f in ('config.json', 'metrics.json'))
+        s = config['settings']
+        t0 = time.perf_counter()
+        ev = evaluate_experiment(name, out_dir=EXPERIMENTS, device='cpu', save=False, batch_size=s['batch_size'])
+        recorded = metrics['accuracies'][-1]
+        whole = not s['holdout'] and not s['test_sample_size'] and s['dataset'] == 'cifar10'
+        same = ev.accuracy == recorded
+        verdict = ('recorded exactly' if same else 'DIFFERS from the recorded') if whole else \
+                  'not comparable (recorded on ' + ('held-out images)' if s['holdout'] else 'a test sample)')
+        print(f"{name:22} {config['training']['predictor']:10} test accuracy {ev.accuracy:.4%}, recorded "
+              f"{recorded:.4%}: {verdict}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if whole and not same: problems.append(name)
+    loaded = sorted(m for m in sys.modules if m.startswith('vit_nbdev.'))
+    print(f"modules loaded to find every predictor: {', '.join(loaded)}")
+    if problems: print(f"accuracies: {', '.join(problems)} do not reproduce their recorded accuracy"); return 1
+    print(f"accuracies: {len(names)} experiments evaluated; every whole-test-set run reproduces its record")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
