@@ -10,16 +10,25 @@ epoch and `--epochs` timed ones. Reported: global images per second, and the sca
 (N-process img/s) / (N x 1-process img/s). On a GPU machine (`--device cuda`) N defaults to all of its GPUs.
 The result is also written to bench/results/ddp.json, with the machine, the versions and the load average.
 """
-import argparse, json, os, platform, subprocess, sys, tempfile, time
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from torch import nn, optim
+
 import vit_nbdev
 from vit_nbdev.data import prepare_data
+from vit_nbdev.distributed import DistributedTraining, init_distributed
 from vit_nbdev.model import ViTForClassification
 from vit_nbdev.training import Trainer
-from vit_nbdev.distributed import init_distributed, DistributedTraining
 
 
 def worker(a):

@@ -12,7 +12,17 @@ Usage: python tools/check_demo.py [--exp-name fast30] [--out-dir DIR] [--screens
    README). Without the browser the check says so in one line and the rest still counts.
 The server is stopped at the end whatever happens. Every wait is bounded. Exits 1 on a failure.
 """
-import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,13 +129,14 @@ def main(argv=None) -> int:
     p.add_argument('--screenshot', help='save the page after the upload to this PNG file')
     p.add_argument('--no-browser', action='store_true', help='skip the browser part')
     a = p.parse_args(argv)
+    import torch
     from gradio_client import Client, handle_file
     from PIL import Image
-    import torch
+
     from vit_nbdev.data import load_cifar10
-    from vit_nbdev.inspection import predict
     from vit_nbdev.evaluation import experiment_predictor
     from vit_nbdev.experiments import load_experiment
+    from vit_nbdev.inspection import predict
     torch.set_num_threads(1)
 
     tmp = Path(tempfile.mkdtemp(prefix='check_demo-'))
@@ -150,7 +161,7 @@ def main(argv=None) -> int:
         started = wait_for(url, proc, log)
         print(f'server: vit_demo answered at {url} after {started:.1f} s')
         client = Client(url, verbose=False)
-        ask = lambda path: client_result(client.predict(handle_file(str(path)), 4, 1, api_name='/analyse'))
+        def ask(path): return client_result(client.predict(handle_file(str(path)), 4, 1, api_name='/analyse'))
 
         top, picture, message = ask(image)
         if not top: fail(f'no classes for a real image; message: {message}')

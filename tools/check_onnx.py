@@ -7,7 +7,10 @@ Runtime runs it on the first N CIFAR-10 test images, then on batches of 1 and of
 must be within 1e-4 of PyTorch's (the experiment's predictor on the normalised images, as `vit_evaluate` computes
 them) with the same predicted class for every image. Prints the measured differences; exits 1 on a failure.
 """
-import argparse, subprocess, sys, tempfile
+import argparse
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +32,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     import numpy as np
     import torch
+
     from vit_nbdev.data import load_cifar10, normalize
-    from vit_nbdev.experiments import load_experiment
-    from vit_nbdev.training import PREDICTORS
     from vit_nbdev.evaluation import experiment_predictor
-    from vit_nbdev.export import onnx_session, onnx_logits
+    from vit_nbdev.experiments import load_experiment
+    from vit_nbdev.export import onnx_logits, onnx_session
+    from vit_nbdev.training import PREDICTORS
     torch.set_num_threads(1)
     images, labels, _ = load_cifar10(train=False)
     pixels = images[:a.images]

@@ -3,8 +3,11 @@
 Run from any directory: `python tools/check_package.py`. It imports no notebook, jupyter or nbdev module.
 """
 import sys
+
 import torch
+
 from vit_nbdev.model import ViTConfig, ViTForClassification, count_parameters
+
 
 def expect_error(fn, *fragments):
     try: fn()

@@ -7,18 +7,30 @@ __all__ = ['MAX_DISPLAY', 'require_gradio', 'open_image', 'Explainer', 'example_
            'demo_app', 'DemoConfig', 'vit_demo']
 
 # %% ../nbs/11_demo.ipynb #8e6a7cca
-import argparse, sys, tempfile, time
+import argparse
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 from fastcore.basics import patch_to
-from .experiments import load_experiment
-from .recipes import ExperimentConfig, setting, add_flags, config_from_args
-from .inspection import (load_images, predict, attention_maps, cls_attention, patch_grid, overlay,
-                                  attention_rollout, _figure, _hwc)
+
+from .commands import _EXPECTED_ERRORS, _error, _message
 from .evaluation import experiment_predictor, load_test_set
-from .commands import _EXPECTED_ERRORS, _message, _error
+from .experiments import load_experiment
+from vit_nbdev.inspection import (
+    _figure,
+    _hwc,
+    attention_maps,
+    attention_rollout,
+    cls_attention,
+    load_images,
+    overlay,
+    patch_grid,
+    predict,
+)
+from .recipes import ExperimentConfig, add_flags, config_from_args, setting
 
 # %% ../nbs/11_demo.ipynb #f67e7f41
 def require_gradio():
@@ -67,9 +79,9 @@ class Explainer:
         x = load_images(image, self.image_size)                           # (1, 3, S, S) uint8
         _, attentions = attention_maps(self.model, x)                     # L x (1, H, T, T)
         cls = cls_attention(attentions[layer])[0]                         # (H, N)
-        l = layer % self.num_layers + 1
-        return {f'layer {l}, head {head % self.num_heads + 1}': patch_grid(cls[head]),      # (h, w)
-                f'layer {l}, mean of {len(cls)} heads': patch_grid(cls.mean(0)),
+        at = layer % self.num_layers + 1
+        return {f'layer {at}, head {head % self.num_heads + 1}': patch_grid(cls[head]),      # (h, w)
+                f'layer {at}, mean of {len(cls)} heads': patch_grid(cls.mean(0)),
                 f'rollout of {self.num_layers} layers': patch_grid(attention_rollout(attentions)[0, 0, 1:])}
 
 # %% ../nbs/11_demo.ipynb #c1f56bbe

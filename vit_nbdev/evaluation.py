@@ -4,13 +4,13 @@
 __all__ = ['confusion_matrix', 'Evaluation', 'evaluate', 'experiment_predictor', 'load_test_set', 'evaluate_experiment']
 
 # %% ../nbs/06a_evaluation.ipynb #0e982a2b
-from pathlib import Path
 import torch
-from .data import DATASETS, TensorLoader
-from .training import predictions
-from .experiments import load_experiment, experiment_dir, atomic_write
-from .inspection import _figure, _predictor
 from fastcore.basics import patch_to
+
+from .data import DATASETS, TensorLoader
+from .experiments import atomic_write, experiment_dir, load_experiment
+from .inspection import _figure, _predictor
+from .training import predictions
 
 # %% ../nbs/06a_evaluation.ipynb #c4b55785
 def confusion_matrix(predictions: torch.Tensor,  # int (N,)

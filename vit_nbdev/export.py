@@ -7,19 +7,25 @@ __all__ = ['ONNX_PREDICTORS', 'NORMALIZATION', 'require', 'PixelsToLogits', 'exp
            'ExportConfig', 'vit_export']
 
 # %% ../nbs/12_export.ipynb #abecea92
-import argparse, copy, inspect, json, warnings
+import argparse
+import copy
+import inspect
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
+
 import vit_nbdev
+from .commands import _EXPECTED_ERRORS, _error, _message
 from .data import normalize
-from .experiments import load_experiment
-from .recipes import ExperimentConfig, setting, add_flags, config_from_args
-from .training import PREDICTORS
 from .evaluation import experiment_predictor
-from .commands import _EXPECTED_ERRORS, _message, _error
+from .experiments import load_experiment
+from .recipes import ExperimentConfig, add_flags, config_from_args, setting
+from .training import PREDICTORS
 
 # %% ../nbs/12_export.ipynb #0e0c147f
 def require(module: str):

@@ -7,17 +7,18 @@ __all__ = ['IMPLEMENTATIONS', 'ModelSourceError', 'UnsupportedModelError', 'key_
            'from_hf', 'to_hf', 'logits_of', 'max_diff']
 
 # %% ../nbs/09_interop.ipynb #c311cb2b
-import importlib, json, math, os, re, socket
+import importlib
+import os
+import socket
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
+
 import torch
 from torch import nn
-import torch.nn.functional as F
-from dataclasses import replace
+
+from .attention import join_heads, join_qkv, split_heads, split_qkv
 from .model import ViTConfig, ViTForClassification
-from .attention import split_qkv, join_qkv, split_heads, join_heads, _count_heads
-from .experiments import load_experiment
 
 # %% ../nbs/09_interop.ipynb #670d9285
 class ModelSourceError(OSError):
@@ -99,7 +100,7 @@ def _timm_block_refusals(b, vt, layers) -> list:
     a, mlp = getattr(b, 'attn', None), getattr(b, 'mlp', None)
     if type(b) is not vt.Block or type(a) is not layers.Attention or type(mlp) is not layers.Mlp:
         return [f"block_fn/attn_layer/mlp_layer ({type(b).__name__}, {type(a).__name__}, {type(mlp).__name__})"]
-    not_id = lambda m: m is not None and not isinstance(m, nn.Identity)
+    def not_id(m): return m is not None and not isinstance(m, nn.Identity)
     return [option for option, is_set in [
         ('init_values (layer scale)', not_id(b.ls1) or not_id(b.ls2)),
         ('qk_norm=True', not_id(a.q_norm) or not_id(a.k_norm)),
