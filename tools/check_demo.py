@@ -9,7 +9,8 @@ Usage: python tools/check_demo.py [--exp-name fast30] [--out-dir DIR] [--screens
    the app still answers, with the same result.
 3. A headless Chromium (Debian packages `chromium` and `chromium-driver`, driven by selenium) loads the page, uploads
    the image and waits until the predicted class shows; `--screenshot PATH` saves the page (for the chapter and the
-   README). Without the browser the check says so in one line and the rest still counts.
+   README). Without the browser (or selenium) the check fails, saying what to install; `--no-browser` skips this part
+   on purpose.
 The server is stopped at the end whatever happens. Every wait is bounded. Exits 1 on a failure.
 """
 import argparse
@@ -83,18 +84,18 @@ def client_result(result) -> tuple:
     return top, picture, message or ''
 
 
-def check_browser(url: str, image: Path, expected: str, screenshot: str = None) -> str:
-    "Load the page in headless Chromium, upload `image`, wait for `expected` to show; '' when done, else why skipped."
+def check_browser(url: str, image: Path, expected: str, screenshot: str = None):
+    "Load the page in headless Chromium, upload `image`, wait for `expected` to show; fail when no browser can run."
     chromium = next(filter(None, map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome'))), None)
     driver_path = shutil.which('chromedriver')
     if not chromium or not driver_path:
         missing = 'chromium' if not chromium else 'chromedriver'
-        return f"no {missing} on PATH (Debian: apt-get install chromium chromium-driver)"
+        fail(f"browser: no {missing} on PATH (Debian: apt-get install chromium chromium-driver; or --no-browser)")
     try:
         from selenium import webdriver
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError: return 'selenium is not installed (pip install "vit_nbdev[demo]")'
+    except ImportError: fail('browser: selenium is not installed (pip install "vit_nbdev[demo]"; or --no-browser)')
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--window-size=1400,1250',
@@ -119,7 +120,6 @@ def check_browser(url: str, image: Path, expected: str, screenshot: str = None) 
         print(f'browser: the page shows "{shown.splitlines()[0]}" after the upload'
               + (f'; screenshot {screenshot}' if screenshot else ''))
     finally: driver.quit()
-    return ''
 
 
 def main(argv=None) -> int:
@@ -188,9 +188,8 @@ def main(argv=None) -> int:
 
         if a.no_browser: print('browser check skipped: --no-browser')
         else:
-            try: why = check_browser(url, image, top[0][0], a.screenshot)
+            try: check_browser(url, image, top[0][0], a.screenshot)
             except Exception as e: fail(f'browser: {type(e).__name__}: {str(e).strip().splitlines()[0]}')
-            if why: print(f'browser check skipped: {why}')
         if proc.poll() is not None: fail(f'vit_demo stopped during the checks:\n{log.read_text()}')
     finally:
         stop(proc)
