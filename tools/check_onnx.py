@@ -1,6 +1,7 @@
 """Check `vit_export`'s ONNX files against PyTorch, run by ONNX Runtime, from outside the notebooks.
 
-Usage: python tools/check_onnx.py [--out-dir DIR] [--images N] [EXP_NAME ...]   (default: fast30 modern50, 1,000)
+Usage: python tools/check_onnx.py [--out-dir DIR] [--images N] [EXP_NAME ...]
+       (default: fast30 modern50 fast_budget, whose predictors are flip, plain and flip_shift; 1,000 images)
 
 For each experiment: `vit_export` (the console script when installed) writes the file into a temporary folder; ONNX
 Runtime runs it on the first N CIFAR-10 test images, then on batches of 1 and of 7 (the dynamic batch axis). Its logits
@@ -26,7 +27,7 @@ def vit_export_command() -> list:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('experiments', nargs='*', default=['fast30', 'modern50'])
+    p.add_argument('experiments', nargs='*', default=['fast30', 'modern50', 'fast_budget'])
     p.add_argument('--out-dir', default=str(ROOT / 'experiments'))
     p.add_argument('--images', type=int, default=1000)
     a = p.parse_args(argv)

@@ -7,7 +7,6 @@ __all__ = ['IMPLEMENTATIONS', 'ModelSourceError', 'UnsupportedModelError', 'key_
            'from_hf', 'to_hf', 'logits_of', 'max_diff']
 
 # %% ../nbs/09_interop.ipynb #c311cb2b
-import importlib
 import os
 import socket
 from functools import partial
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from .attention import join_heads, join_qkv, split_heads, split_qkv
+from .evaluation import require
 from .model import ViTConfig, ViTForClassification
 
 # %% ../nbs/09_interop.ipynb #670d9285
@@ -27,13 +27,7 @@ class ModelSourceError(OSError):
 class UnsupportedModelError(ValueError):
     "A timm or HF model with an option our ViT does not have; the message names the option."
 
-def _require(module: str):
-    "Import `module` of an optional dependency (timm or transformers), or say how to install it."
-    try: return importlib.import_module(module)
-    except ImportError:
-        package = module.split('.')[0]
-        raise ImportError(f"vit_nbdev.interop needs {package}: pip install 'vit_nbdev[interop]' "
-                          f"(or pip install {package})") from None
+_require = partial(require, extra='interop', purpose='vit_nbdev.interop')   # timm or transformers (chapter 6a)
 
 # %% ../nbs/09_interop.ipynb #db077b5f
 IMPLEMENTATIONS = ('ours', 'timm', 'hf')
