@@ -90,6 +90,7 @@ def onnx_session(path,                # an exported file
     ort = require('onnxruntime', 'onnx', 'the ONNX export')
     options = ort.SessionOptions()
     if threads: options.intra_op_num_threads = threads
+    options.log_severity_level = 4                     # its errors come as exceptions, not also as log lines
     session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
     meta = dict(session.get_modelmeta().custom_metadata_map)
     for k in ('normalization', 'classes', 'image_size'):
@@ -140,7 +141,7 @@ def vit_export(argv: list = None) -> int:
     x = torch.randint(0, 256, (8, 3, S, S), generator=torch.Generator().manual_seed(0)).float()   # traced with 2
     with torch.no_grad(): ref = PixelsToLogits(model, meta['predictor'])(x).numpy()
     try: diff = float(np.abs(onnx_logits(session, x) - ref).max())
-    except Exception as e: diff, why = float('inf'), f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+    except Exception as e: diff, why = float('inf'), f"ONNX Runtime failed: …{str(e).strip().splitlines()[0][-90:]}"
     else: why = f"max |logit difference| {diff:.1e}"
     if not diff <= 1e-4:
         return _error(p.prog, f"the file's predictor {meta['predictor']!r} does not compute PyTorch's logits on a "
