@@ -14,6 +14,7 @@ Usage: python tools/check_demo.py [--exp-name fast30] [--out-dir DIR] [--screens
 The server is stopped at the end whatever happens. Every wait is bounded. Exits 1 on a failure.
 """
 import argparse
+import configparser
 import os
 import re
 import shutil
@@ -30,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(name: str) -> list:
-    "The console script `name` next to this Python (an installed package), else the same function through `-c`."
+    "The console script `name` next to this Python (an installed package), else its function (settings.ini) via `-c`."
     script = Path(sys.executable).parent / name
     if script.is_file(): return [str(script)]
-    module = {'vit_demo': 'demo', 'vit_predict': 'inspection'}[name]
-    return [sys.executable, '-c', f'import sys; from vit_nbdev.{module} import {name}; sys.exit({name}())']
+    ini = configparser.ConfigParser(); ini.read(ROOT / 'settings.ini')
+    module, function = dict(s.split('=') for s in ini['DEFAULT']['console_scripts'].split())[name].split(':')
+    return [sys.executable, '-c', f'import sys; from {module} import {function}; sys.exit({function}())']
 
 
 def free_port() -> int:

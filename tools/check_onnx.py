@@ -9,6 +9,7 @@ must be within 1e-4 of PyTorch's (the experiment's predictor on the normalised i
 them) with the same predicted class for every image. Prints the measured differences; exits 1 on a failure.
 """
 import argparse
+import configparser
 import subprocess
 import sys
 import tempfile
@@ -19,10 +20,12 @@ TOLERANCE = 1e-4
 
 
 def vit_export_command() -> list:
-    "The console script next to this Python (an installed package), else the same function through `-c`."
+    "The console script next to this Python (an installed package), else its function (settings.ini) via `-c`."
     script = Path(sys.executable).parent / 'vit_export'
     if script.is_file(): return [str(script)]
-    return [sys.executable, '-c', 'import sys; from vit_nbdev.export import vit_export; sys.exit(vit_export())']
+    ini = configparser.ConfigParser(); ini.read(ROOT / 'settings.ini')
+    module, function = dict(s.split('=') for s in ini['DEFAULT']['console_scripts'].split())['vit_export'].split(':')
+    return [sys.executable, '-c', f'import sys; from {module} import {function}; sys.exit({function}())']
 
 
 def main(argv=None) -> int:
