@@ -13,14 +13,21 @@ Prints the run's wall-clock and CPU seconds, its cost in reference epochs and th
 accuracy first reached 75.5 %; asserts nothing; saves every number with the machine, the versions, the command and
 the load average in `bench/results/budget.json` (or `--out`).
 """
-import argparse, json, os, subprocess, sys
+import argparse
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 import torch
 from torch import nn, optim
+
 from vit_nbdev.model import ViTConfig, ViTForClassification
-from epoch import reference_loaders, reference_epoch   # bench/ is on the path when this script runs
-from throughput import AllTokens
+
 import record
+from epoch import reference_epoch, reference_loaders  # bench/ is on the path when this script runs
+from throughput import AllTokens
 
 BAR = 0.755   # tintn's accuracy after 100 epochs
 

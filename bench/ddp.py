@@ -8,18 +8,28 @@ process loads `--images` CIFAR-10 training images, takes its share of each globa
 `vit_train` does under torchrun), and trains the seed model through `Trainer.train_epoch` for one untimed warm-up
 epoch and `--epochs` timed ones. Reported: global images per second, and the scaling efficiency
 (N-process img/s) / (N x 1-process img/s). On a GPU machine (`--device cuda`) N defaults to all of its GPUs.
-The result is also written to bench/results/ddp.json, with the machine, the versions and the load average.
+The result is also written to bench/results/ddp.json (bench/record.py's record: the machine, the versions, the
+command, the commit and the load average).
 """
-import argparse, json, os, platform, subprocess, sys, tempfile, time
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from torch import nn, optim
-import vit_nbdev
+
 from vit_nbdev.data import prepare_data
+from vit_nbdev.distributed import DistributedTraining, init_distributed
 from vit_nbdev.model import ViTForClassification
 from vit_nbdev.training import Trainer
-from vit_nbdev.distributed import init_distributed, DistributedTraining
+
+import record  # bench/ is on the path when this script runs
 
 
 def worker(a):
@@ -70,12 +80,12 @@ def main():
     p.add_argument('--epochs', type=int, default=2, help='timed epochs (after one warm-up epoch)')
     p.add_argument('--batch-size', type=int, default=256, help='the global batch')
     p.add_argument('--threads', type=int, default=1, help='CPU threads per process')
-    p.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'ddp.json'))
+    p.add_argument('--out', default=None, help='where to save the results (default bench/results/ddp.json)')
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker: return worker(a)
     n = a.nproc or (torch.cuda.device_count() if a.device.startswith('cuda') else 2)
-    load_before = os.getloadavg()
+    rec = record.header('ddp', torch.device(a.device), record.load_average())
     results = [run(a, 1), run(a, n)]
     one, many = (r['images_per_s'] for r in results)
     efficiency = many / (n * one)
@@ -83,19 +93,12 @@ def main():
         print(f"{r['nproc']} process(es) on {r['device']}: {r['images_per_s']:8.1f} images/s "
               f"(epochs of {', '.join(f'{s:.1f}' for s in r['seconds'])} s)")
     print(f'speed-up {many / one:.2f}x on {n} processes; scaling efficiency {100 * efficiency:.0f}%')
-    print(f'load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()}')
-    settings = {k: v for k, v in vars(a).items() if k not in ('worker', 'out')}
-    record = {'bench': 'ddp', 'date': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()), 'settings': settings,
-              'results': results, 'speedup': many / one, 'scaling_efficiency': efficiency,
-              'machine': {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
-                          'cpu_count': os.cpu_count(), 'gpus': [torch.cuda.get_device_name(i) for i in
-                                                                range(torch.cuda.device_count())]},
-              'load_average_before': load_before, 'load_average_after': os.getloadavg(),
-              'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__,
-                           'python': platform.python_version()}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(record, indent=2) + '\n')
-    print(f'written to {a.out}')
+    if torch.cuda.is_available(): rec['machine']['gpus'] = [torch.cuda.get_device_name(i)
+                                                            for i in range(torch.cuda.device_count())]
+    rec.update(settings={k: v for k, v in vars(a).items() if k not in ('worker', 'out')},
+               results=results, speedup=many / one, scaling_efficiency=efficiency)
+    record.save(rec, a.out)
+    print(f"load average (1, 5, 15 min) before {rec['load_average']['before']}, after {rec['load_average']['after']}")
 
 
 if __name__ == '__main__':

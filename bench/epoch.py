@@ -24,23 +24,29 @@ processes held the cores. Prints seconds and the ratios, asserts nothing, and sa
 the versions, the command and the load average before and after (of the whole run and of each epoch) in
 `bench/results/epoch.json`.
 """
-import argparse, json, os, tempfile
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import nn, optim
-from torch.utils.data import Dataset, DataLoader
 import torchvision.transforms as transforms
-from pathlib import Path
 from PIL import Image
-from vit_nbdev.model import ViTConfig, ViTForClassification
-from vit_nbdev.data import load_cifar10, prepare_data
-from vit_nbdev.training import Trainer
-from vit_nbdev.recipes import TrainConfig, make_recipe
-from vit_nbdev.distributed import DistributedTraining
+from torch import nn, optim
+from torch.utils.data import DataLoader, Dataset
+
 import vit_nbdev.faster  # noqa: F401  registers --recipe fast (chapter 7)
-from throughput import AllTokens   # bench/ is on the path when this script runs
+from vit_nbdev.data import load_cifar10, prepare_data
+from vit_nbdev.distributed import DistributedTraining
+from vit_nbdev.model import ViTConfig, ViTForClassification
+from vit_nbdev.recipes import TrainConfig, make_recipe
+from vit_nbdev.training import Trainer
+
 import record
+from throughput import AllTokens  # bench/ is on the path when this script runs
 
 
 class PickleCIFAR10(Dataset):

@@ -10,11 +10,14 @@ operators that took the most time (self time: excluding the operators they call)
 and the load average in `bench/results/profile_step.json`. It asserts nothing.
 """
 import argparse
+
 import torch
 from torch import nn, optim
-from torch.profiler import profile, ProfilerActivity
+from torch.profiler import ProfilerActivity, profile
+
 from vit_nbdev.model import ViTForClassification, resolve_device
-import record   # bench/ is on the path when this script runs
+
+import record  # bench/ is on the path when this script runs
 
 KINDS = {   # a kind of work -> substrings of the operator names it covers (the first match wins)
     'matrix products (linear, conv)': ('addmm', 'mm', 'bmm', 'matmul', 'linear', 'conv', 'baddbmm'),

@@ -1,8 +1,15 @@
 """What a benchmark saves next to its numbers: the machine, the versions, the command, the date and how busy the machine
 was, written as JSON under `bench/results/` so that every speed the README states comes from a committed file."""
-import json, os, platform, shlex, subprocess, sys, time
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+
 import torch
 
 RESULTS = Path(__file__).resolve().parent / 'results'

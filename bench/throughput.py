@@ -16,11 +16,16 @@ second of this process: on a shared machine the wall clock also counts the time 
 It prints numbers, asserts nothing, and saves every number with the machine, the versions, the command and the load
 average before and after in `bench/results/throughput.json`.
 """
-import argparse, statistics, time
+import argparse
+import statistics
+import time
+
 import torch
 from torch import nn, optim
+
 from vit_nbdev.model import ViTConfig, ViTForClassification
-import record   # bench/ is on the path when this script runs
+
+import record  # bench/ is on the path when this script runs
 
 
 class AllTokens(nn.Module):

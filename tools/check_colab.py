@@ -14,7 +14,13 @@ What Colab gives a chapter opened from its badge, reproduced here:
 Every cell runs, `#| slow` and `#| eval: false` ones too (Colab's "Run all"), with `IN_TEST=1`, which the chapters
 read to train on small samples. Each chapter starts without the package: it is uninstalled before each one.
 """
-import os, re, shutil, subprocess, sys, tempfile, time
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,21 +9,34 @@ Usage: python tools/check_demo.py [--exp-name fast30] [--out-dir DIR] [--screens
    the app still answers, with the same result.
 3. A headless Chromium (Debian packages `chromium` and `chromium-driver`, driven by selenium) loads the page, uploads
    the image and waits until the predicted class shows; `--screenshot PATH` saves the page (for the chapter and the
-   README). Without the browser the check says so in one line and the rest still counts.
+   README). Without the browser (or selenium) the check fails, saying what to install; `--no-browser` skips this part
+   on purpose.
 The server is stopped at the end whatever happens. Every wait is bounded. Exits 1 on a failure.
 """
-import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse
+import configparser
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def command(name: str) -> list:
-    "The console script `name` next to this Python (an installed package), else the same function through `-c`."
+    "The console script `name` next to this Python (an installed package), else its function (settings.ini) via `-c`."
     script = Path(sys.executable).parent / name
     if script.is_file(): return [str(script)]
-    module = {'vit_demo': 'demo', 'vit_predict': 'inspection'}[name]
-    return [sys.executable, '-c', f'import sys; from vit_nbdev.{module} import {name}; sys.exit({name}())']
+    ini = configparser.ConfigParser(); ini.read(ROOT / 'settings.ini')
+    module, function = dict(s.split('=') for s in ini['DEFAULT']['console_scripts'].split())[name].split(':')
+    return [sys.executable, '-c', f'import sys; from {module} import {function}; sys.exit({function}())']
 
 
 def free_port() -> int:
@@ -73,18 +86,18 @@ def client_result(result) -> tuple:
     return top, picture, message or ''
 
 
-def check_browser(url: str, image: Path, expected: str, screenshot: str = None) -> str:
-    "Load the page in headless Chromium, upload `image`, wait for `expected` to show; '' when done, else why skipped."
+def check_browser(url: str, image: Path, expected: str, screenshot: str = None):
+    "Load the page in headless Chromium, upload `image`, wait for `expected` to show; fail when no browser can run."
     chromium = next(filter(None, map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome'))), None)
     driver_path = shutil.which('chromedriver')
     if not chromium or not driver_path:
         missing = 'chromium' if not chromium else 'chromedriver'
-        return f"no {missing} on PATH (Debian: apt-get install chromium chromium-driver)"
+        fail(f"browser: no {missing} on PATH (Debian: apt-get install chromium chromium-driver; or --no-browser)")
     try:
         from selenium import webdriver
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError: return 'selenium is not installed (pip install "vit_nbdev[demo]")'
+    except ImportError: fail('browser: selenium is not installed (pip install "vit_nbdev[demo]"; or --no-browser)')
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ('--headless=new', '--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--window-size=1400,1250',
@@ -109,7 +122,6 @@ def check_browser(url: str, image: Path, expected: str, screenshot: str = None) 
         print(f'browser: the page shows "{shown.splitlines()[0]}" after the upload'
               + (f'; screenshot {screenshot}' if screenshot else ''))
     finally: driver.quit()
-    return ''
 
 
 def main(argv=None) -> int:
@@ -119,13 +131,14 @@ def main(argv=None) -> int:
     p.add_argument('--screenshot', help='save the page after the upload to this PNG file')
     p.add_argument('--no-browser', action='store_true', help='skip the browser part')
     a = p.parse_args(argv)
+    import torch
     from gradio_client import Client, handle_file
     from PIL import Image
-    import torch
+
     from vit_nbdev.data import load_cifar10
-    from vit_nbdev.inspection import predict
     from vit_nbdev.evaluation import experiment_predictor
     from vit_nbdev.experiments import load_experiment
+    from vit_nbdev.inspection import predict
     torch.set_num_threads(1)
 
     tmp = Path(tempfile.mkdtemp(prefix='check_demo-'))
@@ -150,7 +163,7 @@ def main(argv=None) -> int:
         started = wait_for(url, proc, log)
         print(f'server: vit_demo answered at {url} after {started:.1f} s')
         client = Client(url, verbose=False)
-        ask = lambda path: client_result(client.predict(handle_file(str(path)), 4, 1, api_name='/analyse'))
+        def ask(path): return client_result(client.predict(handle_file(str(path)), 4, 1, api_name='/analyse'))
 
         top, picture, message = ask(image)
         if not top: fail(f'no classes for a real image; message: {message}')
@@ -177,9 +190,8 @@ def main(argv=None) -> int:
 
         if a.no_browser: print('browser check skipped: --no-browser')
         else:
-            try: why = check_browser(url, image, top[0][0], a.screenshot)
+            try: check_browser(url, image, top[0][0], a.screenshot)
             except Exception as e: fail(f'browser: {type(e).__name__}: {str(e).strip().splitlines()[0]}')
-            if why: print(f'browser check skipped: {why}')
         if proc.poll() is not None: fail(f'vit_demo stopped during the checks:\n{log.read_text()}')
     finally:
         stop(proc)

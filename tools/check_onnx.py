@@ -1,13 +1,18 @@
 """Check `vit_export`'s ONNX files against PyTorch, run by ONNX Runtime, from outside the notebooks.
 
-Usage: python tools/check_onnx.py [--out-dir DIR] [--images N] [EXP_NAME ...]   (default: fast30 modern50, 1,000)
+Usage: python tools/check_onnx.py [--out-dir DIR] [--images N] [EXP_NAME ...]
+       (default: fast30 modern50 fast_budget, whose predictors are flip, plain and flip_shift; 1,000 images)
 
 For each experiment: `vit_export` (the console script when installed) writes the file into a temporary folder; ONNX
 Runtime runs it on the first N CIFAR-10 test images, then on batches of 1 and of 7 (the dynamic batch axis). Its logits
 must be within 1e-4 of PyTorch's (the experiment's predictor on the normalised images, as `vit_evaluate` computes
 them) with the same predicted class for every image. Prints the measured differences; exits 1 on a failure.
 """
-import argparse, subprocess, sys, tempfile
+import argparse
+import configparser
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,25 +20,28 @@ TOLERANCE = 1e-4
 
 
 def vit_export_command() -> list:
-    "The console script next to this Python (an installed package), else the same function through `-c`."
+    "The console script next to this Python (an installed package), else its function (settings.ini) via `-c`."
     script = Path(sys.executable).parent / 'vit_export'
     if script.is_file(): return [str(script)]
-    return [sys.executable, '-c', 'import sys; from vit_nbdev.export import vit_export; sys.exit(vit_export())']
+    ini = configparser.ConfigParser(); ini.read(ROOT / 'settings.ini')
+    module, function = dict(s.split('=') for s in ini['DEFAULT']['console_scripts'].split())['vit_export'].split(':')
+    return [sys.executable, '-c', f'import sys; from {module} import {function}; sys.exit({function}())']
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('experiments', nargs='*', default=['fast30', 'modern50'])
+    p.add_argument('experiments', nargs='*', default=['fast30', 'modern50', 'fast_budget'])
     p.add_argument('--out-dir', default=str(ROOT / 'experiments'))
     p.add_argument('--images', type=int, default=1000)
     a = p.parse_args(argv)
     import numpy as np
     import torch
+
     from vit_nbdev.data import load_cifar10, normalize
-    from vit_nbdev.experiments import load_experiment
-    from vit_nbdev.training import PREDICTORS
     from vit_nbdev.evaluation import experiment_predictor
-    from vit_nbdev.export import onnx_session, onnx_logits
+    from vit_nbdev.experiments import load_experiment
+    from vit_nbdev.export import onnx_logits, onnx_session
+    from vit_nbdev.training import PREDICTORS
     torch.set_num_threads(1)
     images, labels, _ = load_cifar10(train=False)
     pixels = images[:a.images]

@@ -4,7 +4,9 @@ Usage: python tools/check_site.py
 Fails (exit 1) when a processed page holds an error output, an image a page shows is not found from that page,
 or the sidebar does not list every chapter in order.
 """
-import json, re, sys
+import json
+import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

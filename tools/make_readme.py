@@ -7,8 +7,11 @@ such cells, which read the committed experiments and bench/results/*.json.
 outputs differ from those of a fresh run of its code (a table left stale by a newly committed result).
 --quickstart N prints the README's N-th quickstart command (1: install and train, 2: install and test), for CI.
 """
-import copy, re, sys
+import copy
+import re
+import sys
 from pathlib import Path
+
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import MarkdownExporter

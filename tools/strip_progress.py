@@ -4,7 +4,8 @@ README would otherwise show as a frozen bar or a blank block.
 
 Usage: python tools/strip_progress.py NOTEBOOK.ipynb ...   (tools/execute_notebooks.sh runs it after executing)
 """
-import json, sys
+import json
+import sys
 from pathlib import Path
 
 

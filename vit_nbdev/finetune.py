@@ -4,16 +4,16 @@
 __all__ = ['adapt_state_dict', 'pretrained', 'init_from']
 
 # %% ../nbs/09a_fine_tuning.ipynb #3785e52f
-import json, math
-from pathlib import Path
+import json
 from dataclasses import replace
+from pathlib import Path
+
 import torch
-import torch.nn.functional as F
-from .model import ViTConfig, ViTForClassification
+
 from .embeddings import resample_pos_embed
 from .experiments import load_experiment
-from .interop import (from_timm, from_hf, join_qkv, join_heads, split_heads, split_qkv, _hf_pretrained,
-                               _timm_pretrained, ModelSourceError)
+from .interop import ModelSourceError, from_hf, from_timm, join_heads, join_qkv, split_heads, split_qkv
+from .model import ViTConfig, ViTForClassification
 
 # %% ../nbs/09a_fine_tuning.ipynb #8a8edbda
 _MUST_MATCH = ('patch_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',

@@ -7,17 +7,18 @@ __all__ = ['IMPLEMENTATIONS', 'ModelSourceError', 'UnsupportedModelError', 'key_
            'from_hf', 'to_hf', 'logits_of', 'max_diff']
 
 # %% ../nbs/09_interop.ipynb #c311cb2b
-import importlib, json, math, os, re, socket
+import os
+import socket
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
+
 import torch
 from torch import nn
-import torch.nn.functional as F
-from dataclasses import replace
+
+from .attention import join_heads, join_qkv, split_heads, split_qkv
+from .evaluation import require
 from .model import ViTConfig, ViTForClassification
-from .attention import split_qkv, join_qkv, split_heads, join_heads, _count_heads
-from .experiments import load_experiment
 
 # %% ../nbs/09_interop.ipynb #670d9285
 class ModelSourceError(OSError):
@@ -26,13 +27,7 @@ class ModelSourceError(OSError):
 class UnsupportedModelError(ValueError):
     "A timm or HF model with an option our ViT does not have; the message names the option."
 
-def _require(module: str):
-    "Import `module` of an optional dependency (timm or transformers), or say how to install it."
-    try: return importlib.import_module(module)
-    except ImportError:
-        package = module.split('.')[0]
-        raise ImportError(f"vit_nbdev.interop needs {package}: pip install 'vit_nbdev[interop]' "
-                          f"(or pip install {package})") from None
+_require = partial(require, extra='interop', purpose='vit_nbdev.interop')   # timm or transformers (chapter 6a)
 
 # %% ../nbs/09_interop.ipynb #db077b5f
 IMPLEMENTATIONS = ('ours', 'timm', 'hf')
@@ -99,7 +94,7 @@ def _timm_block_refusals(b, vt, layers) -> list:
     a, mlp = getattr(b, 'attn', None), getattr(b, 'mlp', None)
     if type(b) is not vt.Block or type(a) is not layers.Attention or type(mlp) is not layers.Mlp:
         return [f"block_fn/attn_layer/mlp_layer ({type(b).__name__}, {type(a).__name__}, {type(mlp).__name__})"]
-    not_id = lambda m: m is not None and not isinstance(m, nn.Identity)
+    def not_id(m): return m is not None and not isinstance(m, nn.Identity)
     return [option for option, is_set in [
         ('init_values (layer scale)', not_id(b.ls1) or not_id(b.ls2)),
         ('qk_norm=True', not_id(a.q_norm) or not_id(a.k_norm)),
