@@ -1,5 +1,7 @@
+import shlex
 from configparser import ConfigParser
-import setuptools, shlex
+
+import setuptools
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,36 +23,42 @@ import torch
 import torch.distributed as dist
 from torch import nn, optim
 
+from vit_nbdev.callbacks import precision_for
 from vit_nbdev.data import prepare_data
-from vit_nbdev.distributed import DistributedTraining, init_distributed
+from vit_nbdev.distributed import DistributedStrategy, init_distributed
 from vit_nbdev.model import ViTForClassification
-from vit_nbdev.training import Trainer
+from vit_nbdev.training import Callback, Trainer
 
 import record  # bench/ is on the path when this script runs
+
+
+class TrainTime(Callback):
+    "The seconds of each epoch's training (its batches, not its evaluation), from a common start, the GPU drained."
+    def __init__(self, device): self.device, self.seconds = device, []
+    def sync(self):
+        if self.device.type == 'cuda': torch.cuda.synchronize()
+    def before_epoch(self, t):
+        if t.world_size > 1: dist.barrier()
+        self.sync(); self.start = time.perf_counter()
+    def after_batch(self, t):
+        if t.step == len(t.trainloader): self.sync(); self.seconds.append(time.perf_counter() - self.start)
 
 
 def worker(a):
     "One process of a run: time `a.epochs` training epochs; rank 0 prints one JSON line."
     torch.set_num_threads(a.threads)
     device, rank, world, joined = init_distributed(a.device, 'auto', a.batch_size)
-    train, _ = prepare_data(a.batch_size, dataset='cifar10', seed=0, device=device, train_sample_size=a.images,
-                            test_sample_size=16, rank=rank, world_size=world)
+    train, test = prepare_data(a.batch_size, dataset='cifar10', seed=0, device=device, train_sample_size=a.images,
+                               test_sample_size=16, rank=rank, world_size=world)
     torch.manual_seed(0)
     model = ViTForClassification()
     opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, opt, nn.CrossEntropyLoss(), 'bench', device, out_dir=out, amp='off', progress=False,
-                          verbose=False, callbacks=[DistributedTraining()])
-        train.to(device)
-        trainer.train_epoch(train, 0)                                             # warm-up
-        seconds = []
-        for epoch in range(1, a.epochs + 1):
-            if world > 1: dist.barrier()
-            if device.type == 'cuda': torch.cuda.synchronize()
-            t = time.perf_counter()
-            loss = trainer.train_epoch(train, epoch)                              # ends with an all-reduce
-            if device.type == 'cuda': torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - t)
+    timer = TrainTime(device)                                    # the first epoch warms up; the others are timed
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), device=device, precision=precision_for('auto', device),
+                      strategy=DistributedStrategy() if world > 1 else None, callbacks=[timer], progress=False,
+                      verbose=False)
+    trainer.train(train, test, a.epochs + 1)
+    seconds, loss = timer.seconds[1:], trainer.metrics['train_losses'][-1]
     if joined: dist.destroy_process_group()
     if rank == 0:
         print(json.dumps({'nproc': world, 'device': str(device), 'seconds': seconds, 'loss': loss,

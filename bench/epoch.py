@@ -14,7 +14,7 @@
   recipe and then for each of `--recipes` (default: chapter 7's fast recipe, whose whitening and flip evaluation
   are inside the clock). With `--procs N` (and `--micro-batch M`) each of them is timed once more as
   `torchrun --nproc-per-node N vit_train --threads 1 --micro-batch M` runs it: N processes of one thread each, each
-  training on its share of every batch in pieces of M images (chapter 8's `DistributedTraining`, gloo), started
+  training on its share of every batch in pieces of M images (chapter 8's `DistributedStrategy`, gloo), started
   here with `torch.multiprocessing`; the wall clock is rank 0's, from a barrier after the data is loaded, and the
   CPU seconds are the sum of the processes'.
 
@@ -39,8 +39,9 @@ from torch import nn, optim
 from torch.utils.data import DataLoader, Dataset
 
 import vit_nbdev.faster  # noqa: F401  registers --recipe fast (chapter 7)
+from vit_nbdev.callbacks import precision_for
 from vit_nbdev.data import load_cifar10, prepare_data
-from vit_nbdev.distributed import DistributedTraining
+from vit_nbdev.distributed import DistributedStrategy
 from vit_nbdev.model import ViTConfig, ViTForClassification
 from vit_nbdev.recipes import TrainConfig, make_recipe
 from vit_nbdev.training import Trainer
@@ -114,8 +115,9 @@ def ours_epoch(recipe: str, trainloader, testloader, device, res: dict, micro_ba
         with record.Clock() as c:
             r = make_recipe(model, TrainConfig(recipe=recipe, epochs=30), trainloader)
             trainer = Trainer(model, r.optimizer, r.loss_func, 'bench', device, scheduler=r.scheduler,
-                              predict=r.predict, out_dir=out, progress=False, verbose=False, micro_batch=micro_batch,
-                              callbacks=[*r.callbacks, *([DistributedTraining()] if world_size > 1 else [])])
+                              predictor=r.predictor, out_dir=out, progress=False, verbose=False, callbacks=r.callbacks,
+                              micro_batch=micro_batch, precision=precision_for('auto', device),
+                              strategy=DistributedStrategy() if world_size > 1 else None)
             m = trainer.train(trainloader, testloader, 1)
     cpu = c.cpu
     if world_size > 1:                                                 # the CPU seconds of all the processes
@@ -123,7 +125,7 @@ def ours_epoch(recipe: str, trainloader, testloader, device, res: dict, micro_ba
     res.update(recipe=recipe, threads=torch.get_num_threads(), processes=world_size, micro_batch=micro_batch,
                epoch_seconds=round(c.wall, 2), epoch_cpu_seconds=round(cpu, 2), train_loss=m['train_losses'][0],
                test_loss=m['test_losses'][0], accuracy=m['accuracies'][0],
-               predict=r.predict, load_average={'before': load, 'after': record.load_average()})
+               predictor=r.predictor, load_average={'before': load, 'after': record.load_average()})
     if dist.is_initialized() and dist.get_rank() > 0: return c
     how = f"{world_size} processes x " if world_size > 1 else ''
     how += f"{torch.get_num_threads()} threads" + (f", micro-batches of {micro_batch}" if micro_batch else '')

@@ -38,16 +38,25 @@ Each run's record (settings, validation accuracy after every epoch, final accura
 `bench/results/levers/NAME.pt` (not committed). The runs' seconds are wall-clock on a shared machine: the cost per
 epoch comes from `cost`, which times one training step (batch 256, one thread) of each token count back to back.
 """
-import argparse, functools, json, math, sys, time
+import argparse
+import functools
+import json
+import math
+import sys
+import time
 from dataclasses import asdict
-import torch, torch.nn.functional as F
-from vit_nbdev.data import TensorLoader, prepare_data, epoch_seed, augment_params, crop_resize_flip, normalize
-from vit_nbdev.model import ViTForClassification, ViTConfig
-from vit_nbdev.recipes import TrainConfig, make_recipe
-from vit_nbdev.training import Trainer, Callback, predictions
+
+import torch
+import torch.nn.functional as F
+
 from vit_nbdev.callbacks import EMA
+from vit_nbdev.data import TensorLoader, augment_params, crop_resize_flip, epoch_seed, normalize, prepare_data
 from vit_nbdev.experiments import load_experiment
-from vit_nbdev.faster import ProgressiveResizing, PatchDropout, any_size, drop_patches   # registers fast
+from vit_nbdev.faster import PatchDropout, ProgressiveResizing, any_size, drop_patches  # registers fast
+from vit_nbdev.model import ViTConfig, ViTForClassification
+from vit_nbdev.recipes import TrainConfig, make_recipe
+from vit_nbdev.training import Callback, Trainer, predictions
+
 import record
 
 OUT = record.RESULTS / 'levers.json'

@@ -15,10 +15,15 @@ Every variant gets its own model and optimiser from the same seed; each repetiti
 that a change of machine load touches every variant alike. Prints the median and minimum milliseconds and each
 median relative to `flash`, and saves them in `bench/results/step_variants.json` with the machine and load average.
 """
-import argparse, contextlib
-import torch, torch.nn.functional as F
-from torch.nn.attention import sdpa_kernel, SDPBackend
+import argparse
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
 from vit_nbdev.model import ViTForClassification
+
 import record
 
 VARIANTS = ('flash', 'math', 'explicit', 'micro64', 'micro32', 'fused_adamw', 'bf16', 'compile')

@@ -10,10 +10,15 @@ normalised images the ViT sees, so that `bench/levers.py run --distill` can feed
 set is not read: the accuracy is on the last 5,000 training images. The record goes to `bench/results/levers.json`
 under `teacher`, the weights to `bench/results/levers/teacher.pt` (not committed).
 """
-import argparse, time
-import torch, torch.nn.functional as F
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
 from torch import nn
+
 from vit_nbdev.data import prepare_data
+
 import record
 
 WIDTHS = (32, 64, 128)
@@ -76,7 +81,7 @@ def main():
               flush=True)
     (record.RESULTS / 'levers').mkdir(exist_ok=True)
     torch.save(net.state_dict(), record.RESULTS / 'levers' / 'teacher.pt')
-    from levers import save                                  # the one writer of levers.json
+    from levers import save  # the one writer of levers.json
     save('teacher', {'command': 'python bench/teacher.py ' + ' '.join(f'--{k.replace("_", "-")} {v}'
                                                                      for k, v in vars(a).items() if v),
                      'widths': list(WIDTHS), 'parameters': sum(q.numel() for q in net.parameters()),

@@ -8,9 +8,12 @@ the caller importing that chapter). A run that was evaluated on the whole test s
 `metrics.json`; the evaluation must reproduce it exactly, with the batch size the run evaluated in. Runs evaluated on
 a held-out part of the training set or a sample of the test set are evaluated on the test set too, and reported.
 """
-import json, sys, time
+import json
+import sys
+import time
 from pathlib import Path
-from vit_nbdev.evaluation import evaluate_experiment          # the only import of the package: nothing else loaded
+
+from vit_nbdev.evaluation import evaluate_experiment  # the only import of the package: nothing else loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / 'experiments'

@@ -15,7 +15,10 @@ Usage: python tools/check_book.py
 - chapter 5 calls `.backward()` in a loop of its own (a code cell that is not exported to the library) before the
   first cell that constructs a `Trainer(`.
 """
-import ast, json, re, sys
+import ast
+import json
+import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +45,7 @@ def module_of(nb: Path):
 
 def parse(src: str) -> ast.Module:
     "A code cell's syntax tree, IPython's `%` and `!` lines left out; raises `SyntaxError` if it does not parse."
-    return ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+    return ast.parse('\n'.join(line for line in src.splitlines() if not line.lstrip().startswith(('%', '!'))))
 
 
 def imported_modules(tree: ast.Module) -> set:
@@ -105,7 +108,7 @@ def main() -> int:
             for mod in imported_modules(tree):
                 if mod not in owner: problems.append(f'{nb.name}: imports vit_nbdev.{mod}, which no chapter exports')
                 elif owner[mod] > nb.stem: problems.append(later(mod, nb))
-            n = len([l for l in src.splitlines() if l.strip()])
+            n = len([line for line in src.splitlines() if line.strip()])
             if reading and n > 40: problems.append(f'{nb.name} cell {i}: {n} lines (reading path: at most 40)')
             if len(re.findall(r'^\s*show_doc\(', src, re.M)) > 1:
                 problems.append(f'{nb.name} cell {i}: several show_doc calls, only the last output is shown')

@@ -8,11 +8,12 @@ __all__ = ['AttentionHead', 'MultiHeadAttention', 'FasterMultiHeadAttention', 's
 
 # %% ../nbs/02_attention.ipynb #c963afb7
 import math
-import torch
-from torch import nn
 import re
+
+import torch
 import torch.nn.functional as F
 from fastcore.basics import patch_to
+from torch import nn
 
 # %% ../nbs/02_attention.ipynb #656e16ee
 class AttentionHead(nn.Module):

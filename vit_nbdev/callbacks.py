@@ -7,9 +7,9 @@ __all__ = ['AMP_CHOICES', 'autocast_dtype', 'use_tf32', 'MixedPrecision', 'preci
            'TensorBoard']
 
 # %% ../nbs/05b_callbacks.ipynb #c5d33b45
-import contextlib
 import torch
 from torch import nn
+
 from .training import Callback, Precision
 
 # %% ../nbs/05b_callbacks.ipynb #b46cc06b
@@ -92,9 +92,11 @@ class TensorBoard(Callback):
     def __init__(self, log_dir=None): self.log_dir, self.writer = log_dir, None
     def before_fit(self, t):
         if t.rank: return                                # process 0 writes
-        try: from torch.utils.tensorboard import SummaryWriter
-        except ImportError: raise ImportError("TensorBoard logging needs the tensorboard package: "
-                                              "pip install 'vit_nbdev[tensorboard]'") from None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError("TensorBoard logging needs the tensorboard package: "
+                              "pip install 'vit_nbdev[tensorboard]'") from None
         log_dir = self.log_dir or (t.exp_dir and t.exp_dir / 'tensorboard')
         if log_dir is None: raise ValueError("TensorBoard needs a log_dir, or a trainer with an exp_name")
         self.writer = SummaryWriter(str(log_dir), purge_step=t.epoch + 1)   # drop what a killed run left after it

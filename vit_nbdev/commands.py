@@ -5,25 +5,28 @@ __all__ = ['TRAIN_ERRORS', 'train_experiment', 'train_parser', 'vit_train', 'Pre
            'vit_evaluate']
 
 # %% ../nbs/10_commands.ipynb #8ec13b08
-import os, sys, argparse, importlib
-from dataclasses import dataclass, asdict, fields, replace
+import argparse
+import importlib
+import os
+import sys
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+
 import torch
 import torch.distributed as dist
 from fastcore.imports import in_notebook
-from .data import DATASETS, prepare_data, epoch_seed, DataNotFoundError, CorruptDataError
-from .model import ViTConfig, ViTForClassification
-from .experiments import ExperimentExistsError, CheckpointError, experiment_dir, read_json, load_experiment
-from .training import Trainer, TrainingDivergedError
-from .recipes import (ExperimentConfig, TrainConfig, RECIPES, make_recipe, setting, add_flags,
-                               config_from_args)
-from .experiments import committed_experiment, committed_file
-from .inspection import load_images, predict, visualize_attention
+
+from .callbacks import EMA, GradientClipping, TensorBoard, precision_for, use_tf32
+from .data import DATASETS, CorruptDataError, DataNotFoundError, epoch_seed, prepare_data
+from .distributed import DistributedStrategy, init_distributed
 from .evaluation import evaluate_experiment, experiment_predictor
-from .faster import fast_recipe                    # registers --recipe fast
-from .callbacks import precision_for, use_tf32, GradientClipping, EMA, TensorBoard
-from .distributed import init_distributed, DistributedStrategy
+from .experiments import CheckpointError, ExperimentExistsError, experiment_dir, load_experiment, read_json
+from .faster import fast_recipe  # noqa: F401 (registers --recipe fast and budget)
 from .finetune import init_from
+from .inspection import load_images, predict, visualize_attention
+from .model import ViTConfig, ViTForClassification
+from .recipes import RECIPES, ExperimentConfig, TrainConfig, add_flags, config_from_args, make_recipe, setting
+from .training import Trainer, TrainingDivergedError
 
 # %% ../nbs/10_commands.ipynb #3e4077d2
 def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `TrainConfig(**settings)`)
@@ -76,8 +79,9 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
         trainer = Trainer(model, recipe.optimizer, recipe.loss_func, cfg.exp_name, device,                   # 4 trainer
                           scheduler=recipe.scheduler, predictor=recipe.predictor, callbacks=callbacks,
                           precision=precision, strategy=DistributedStrategy() if world_size > 1 else None,
-                          out_dir=cfg.out_dir, extra_config={'settings': asdict(cfg), 'command': cfg.command(), 'tf32': tf32},
-                          compile=cfg.compile, micro_batch=cfg.micro_batch, progress=progress, verbose=verbose)
+                          out_dir=cfg.out_dir, compile=cfg.compile, micro_batch=cfg.micro_batch,
+                          extra_config={'settings': asdict(cfg), 'command': cfg.command(), 'tf32': tf32},
+                          progress=progress, verbose=verbose)
         trainer.train(trainloader, testloader, cfg.epochs, save_model_every_freq=cfg.save_model_every_freq,    # 5 train
                       resume=resume, overwrite=overwrite, eval_every=cfg.eval_every)
     finally:

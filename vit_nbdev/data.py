@@ -10,8 +10,11 @@ __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DATASETS', 'DataNotFoundError', 
            'image_folder_split', 'prepare_data', 'make_image_folder']
 
 # %% ../nbs/04a_data.ipynb #a5977a4c
-import os, math, pickle
+import math
+import os
+import pickle
 from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -4,11 +4,13 @@
 __all__ = ['init_distributed', 'DistributedStrategy']
 
 # %% ../nbs/08_distributed.ipynb #bd83d76c
-import os
 import contextlib
+import os
+
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
 from .model import resolve_device
 from .training import SingleProcess
 

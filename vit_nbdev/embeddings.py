@@ -7,9 +7,11 @@ __all__ = ['Embeddings', 'resample_pos_embed']
 
 # %% ../nbs/01_embeddings.ipynb #1a487fd4
 import math
+
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .patch_embedding import PatchEmbeddings
 
 # %% ../nbs/01_embeddings.ipynb #664082fe

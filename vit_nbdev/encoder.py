@@ -8,7 +8,8 @@ __all__ = ['MLP', 'Block', 'Encoder']
 # %% ../nbs/03_encoder.ipynb #e2769a48
 import torch
 from torch import nn
-from .attention import MultiHeadAttention, FasterMultiHeadAttention
+
+from .attention import FasterMultiHeadAttention, MultiHeadAttention
 
 # %% ../nbs/03_encoder.ipynb #75a78cc0
 class MLP(nn.Module):

@@ -8,11 +8,16 @@ __all__ = ['CHECKPOINT_FORMAT', 'REPO_FILES_URL', 'EXPERIMENT_FILES', 'Experimen
            'plot_experiment']
 
 # %% ../nbs/04b_experiments.ipynb #66326b3e
-import os, json, tempfile, urllib.request
+import json
+import os
+import tempfile
+import urllib.request
 from pathlib import Path
+
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
-from safetensors.torch import save_file, load_file
+
 from .model import ViTConfig, ViTForClassification, resolve_device
 
 # %% ../nbs/04b_experiments.ipynb #777810b6
@@ -115,9 +120,9 @@ def restore_rng(rng: dict):
 # %% ../nbs/04b_experiments.ipynb #43785535
 def plot_metrics(metrics: dict, path: Path = None):
     "Draw train/test loss and test accuracy per epoch; save to `path` (atomically) if given; return the figure."
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     fig = Figure(figsize=(10, 3.6)); FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
     epochs = range(1, len(metrics['train_losses']) + 1)

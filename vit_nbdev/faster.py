@@ -7,16 +7,19 @@ __all__ = ['patch_statistics', 'zca_whitening_init_', 'fast_recipe', 'embed_any_
            'drop_patches', 'PatchDropout', 'shift', 'flip_shift_logits', 'budget_recipe']
 
 # %% ../nbs/07_training_faster.ipynb #3e062087
-import functools, contextlib
+import contextlib
+import functools
 from dataclasses import replace
+
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
 from .data import normalize
-from .patch_embedding import patchify
 from .embeddings import Embeddings, resample_pos_embed
-from .training import Callback, register_predictor
+from .patch_embedding import patchify
 from .recipes import Recipe, TrainConfig, modern_recipe, register_recipe
+from .training import Callback, register_predictor
 
 # %% ../nbs/07_training_faster.ipynb #c4716394
 @torch.no_grad()
@@ -128,7 +131,7 @@ def flip_shift_logits(forward, x: torch.Tensor) -> torch.Tensor:
     "Mean logits of six views: `x` and its mirror (weight 2), each also moved 1 px up-left and down-right."
     views = torch.cat([x, x.flip(-1)])                                             # (2B, C, H, W)
     logits = forward(torch.cat([views, shift(views, -1, -1), shift(views, 1, 1)]))[0]   # (6B, num_classes)
-    logits = logits.view(3, 2, len(x), -1).sum(1)                                 # (3, B, num_classes): flips summed
+    logits = logits.view(3, 2, x.shape[0], -1).sum(1)                         # (3, B, num_classes): flips summed
     return (2 * logits[0] + logits[1] + logits[2]) / 8                            # (B, num_classes)
 
 # %% ../nbs/07_training_faster.ipynb #455fec2d

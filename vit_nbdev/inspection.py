@@ -9,19 +9,20 @@ __all__ = ['visualize_images', 'load_images', 'predict', 'attention_maps', 'cls_
 # %% ../nbs/06_attention_inspection.ipynb #379286e0
 import math
 from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from .data import read_image, pil_to_tensor, TensorLoader
-from .experiments import plot_metrics
+
+from .data import TensorLoader, pil_to_tensor, read_image
 from .training import PREDICTORS, predictions
 
 # %% ../nbs/06_attention_inspection.ipynb #dc4c4979
-def _figure(figsize) -> 'matplotlib.figure.Figure':
+def _figure(figsize):  # -> matplotlib.figure.Figure
     "A matplotlib `Figure` on an off-screen Agg canvas: shown by notebooks, saved by `savefig`, no global pyplot state."
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=figsize); FigureCanvasAgg(fig)
     return fig
 

@@ -7,10 +7,12 @@ __all__ = ['ViTConfig', 'ViTForClassification', 'count_parameters', 'ParamTable'
            'resolve_device']
 
 # %% ../nbs/04_vit.ipynb #24d75723
-from dataclasses import dataclass, asdict, fields
-from fastcore.basics import patch_to
+from dataclasses import asdict, dataclass, fields
+
 import torch
+from fastcore.basics import patch_to
 from torch import nn
+
 from .embeddings import Embeddings
 from .encoder import Encoder
 

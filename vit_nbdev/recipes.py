@@ -5,13 +5,16 @@ __all__ = ['RESUMABLE', 'RECIPES', 'setting', 'ExperimentConfig', 'TrainConfig',
            'register_recipe', 'make_recipe', 'reference_recipe', 'decay_groups', 'warmup_cosine', 'modern_recipe']
 
 # %% ../nbs/05a_recipes.ipynb #5f315f0e
-import ast, math, argparse
+import argparse
+import ast
+import math
+from dataclasses import dataclass, field, fields, replace
+
 from fastcore.basics import patch_to
-from dataclasses import dataclass, field, fields, asdict, replace
-import torch
 from torch import nn, optim
+
+from .data import DATASETS, registrar
 from .model import ViTConfig, resolve_device
-from .data import registrar, DATASETS
 
 # %% ../nbs/05a_recipes.ipynb #f02959e9
 def setting(default, help: str, **kw):
