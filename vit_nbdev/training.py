@@ -7,17 +7,34 @@ __all__ = ['EVENTS', 'PREDICTORS', 'CancelBatchException', 'CancelEpochException
            'Callback', 'Precision', 'SingleProcess', 'Trainer', 'register_predictor', 'plain_logits', 'flip_logits',
            'predictions', 'ProgressBar', 'PrintMetrics', 'ExperimentFiles']
 
-# %% ../nbs/05_training.ipynb #68e0c4ab
-import sys, time, shutil, platform, contextlib
+# %% ../nbs/05_training.ipynb #7a7d9c71
+import contextlib
+import platform
+import shutil
+import sys
+import time
+
 import torch
-from torch import nn, optim
 from fastcore.basics import patch_to
+from torch import nn, optim
+
 import vit_nbdev
 from .data import registrar
+from vit_nbdev.experiments import (
+    CheckpointError,
+    ExperimentExistsError,
+    experiment_dir,
+    load_checkpoint,
+    load_model_state,
+    plot_metrics,
+    read_json,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    save_json,
+    save_weights,
+)
 from .model import ViTConfig, resolve_device
-from .experiments import (ExperimentExistsError, CheckpointError, experiment_dir, save_json, read_json,
-                                   save_weights, load_model_state, save_checkpoint, load_checkpoint, plot_metrics,
-                                   rng_state, restore_rng)
 
 # %% ../nbs/05_training.ipynb #9cd13bbd
 class CancelBatchException(Exception): "Raised by a callback: skip the rest of this batch (no optimiser step)."
@@ -97,7 +114,24 @@ class Trainer:
         for cb in self.callbacks:
             if hasattr(cb, name): getattr(cb, name)(self)
 
-# %% ../nbs/05_training.ipynb #d58844e8
+# %% ../nbs/05_training.ipynb #637f6271
+@patch_to(Trainer)
+def _check_fit(self, trainloader, testloader, epochs: int, resume: bool, overwrite: bool, eval_every: int = 1):
+    "Refuse a run that cannot work, before anything is written; keep the loaders' images where the model is."
+    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if eval_every < 1: raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
+    for loader in (trainloader, testloader):
+        if hasattr(loader, 'to'): loader.to(self.device)
+        if (getattr(loader, 'rank', 0), getattr(loader, 'world_size', 1)) != (self.rank, self.world_size):
+            raise ValueError(f"process {self.rank} of {self.world_size} needs loaders that yield its share: "
+                             f"TensorLoader(..., rank={self.rank}, world_size={self.world_size})")
+    left = len(trainloader.dataset) % trainloader.batch_size if self.world_size > 1 else 0
+    if 0 < left < self.world_size:
+        raise ValueError(f"the last batch of {left} image(s) cannot give each of the {self.world_size} processes one: "
+                         f"change the batch size or the number of images")
+
+# %% ../nbs/05_training.ipynb #e7b782da
 @patch_to(Trainer)
 def train(self, trainloader, testloader, epochs: int,
           save_model_every_freq: int = 0,  # keep `model_{epoch}.safetensors` every N epochs (0: never)
@@ -139,7 +173,7 @@ def one_epoch(self):
     for k, v in row.items(): self.metrics.setdefault(k, []).append(v)
     self.event('after_epoch')
 
-# %% ../nbs/05_training.ipynb #b7a9eda9
+# %% ../nbs/05_training.ipynb #e6c31963
 @patch_to(Trainer)
 def one_batch(self):
     "One optimiser step on batch `xb`, `yb` (in pieces of `micro_batch` images, gradients added up)."
@@ -169,7 +203,7 @@ def one_batch(self):
         raise TrainingDivergedError(f"the training loss became {loss.item()} at epoch {self.epoch}, step "
                                     f"{self.step}: training stopped; try a lower learning rate")
 
-# %% ../nbs/05_training.ipynb #567283f8
+# %% ../nbs/05_training.ipynb #532874ec
 PREDICTORS = {}   # name -> `fn(forward, x) -> logits`: 'plain' and 'flip' below, or your own
 
 def register_predictor(name: str):
@@ -188,7 +222,7 @@ def flip_logits(forward, x: torch.Tensor) -> torch.Tensor:
     logits = forward(torch.cat([x, x.flip(-1)]))[0]                       # (2B, num_classes): images, then mirrors
     return (logits[:n] + logits[n:]) / 2                                  # (B, num_classes)
 
-# %% ../nbs/05_training.ipynb #73e554af
+# %% ../nbs/05_training.ipynb #b7213599
 def predictions(forward,                 # the model, or what runs it (compiled)
                 loader,                  # batches (x, y): normalised images and labels
                 predictor: str = 'plain',# how images become logits: a name in `PREDICTORS`
@@ -214,7 +248,7 @@ def evaluate(self, loader) -> tuple:
     self.event('after_eval')
     return (total / n).item(), correct.item() / n.item()
 
-# %% ../nbs/05_training.ipynb #5a20f70d
+# %% ../nbs/05_training.ipynb #6327973c
 class ProgressBar(Callback):
     "A fastprogress bar over each epoch's batches, with the running loss and images per second."
     order = 20
@@ -241,7 +275,7 @@ class PrintMetrics(Callback):
         print(f"epoch {t.epoch:>3}/{t.epochs}  train loss {m['train_losses']:.4f}  {test}  ({m['seconds']:.1f} s)",
               flush=True)
 
-# %% ../nbs/05_training.ipynb #5a947dcc
+# %% ../nbs/05_training.ipynb #bd8618d7
 @patch_to(Trainer)
 def state_dict(self, epoch: int) -> dict:
     "Everything needed to continue after `epoch`: model, optimiser, scheduler, precision, callbacks, RNG, metrics."
@@ -271,7 +305,7 @@ def load_state_dict(self, state: dict, path='checkpoint') -> int:
     self.metrics = {k: list(v) for k, v in state['metrics'].items()}
     return state['epoch']
 
-# %% ../nbs/05_training.ipynb #be464c82
+# %% ../nbs/05_training.ipynb #7de47a39
 @patch_to(Trainer)
 def runtime(self) -> dict:
     "What was decided where the run runs: device, mixed precision, CPU threads, processes (a resume may change them)."
@@ -280,7 +314,7 @@ def runtime(self) -> dict:
             'threads': torch.get_num_threads(), 'world_size': self.world_size}
 
 @patch_to(Trainer)
-def config(self, trainloader=None, epochs: int = None) -> dict:
+def record(self, trainloader=None, epochs: int = None) -> dict:
     "What `config.json` records about this run: each fact once."
     model_cfg = self.model.config.to_dict() if hasattr(self.model, 'config') else {}
     group = self.optimizer.param_groups[0]                       # a scheduler changes 'lr'; 'initial_lr' is the peak
@@ -300,23 +334,6 @@ def config(self, trainloader=None, epochs: int = None) -> dict:
             'classes': list(getattr(trainloader, 'classes', [])), 'seed': getattr(trainloader, 'seed', None),
             'versions': {'vit_nbdev': vit_nbdev.__version__, 'torch': torch.__version__,
                          'python': platform.python_version()}}
-
-# %% ../nbs/05_training.ipynb #61c598b2
-@patch_to(Trainer)
-def _check_fit(self, trainloader, testloader, epochs: int, resume: bool, overwrite: bool, eval_every: int = 1):
-    "Refuse a run that cannot work, before anything is written; keep the loaders' images where the model is."
-    if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if eval_every < 1: raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if resume and overwrite: raise ValueError("resume and overwrite exclude each other: choose one")
-    for loader in (trainloader, testloader):
-        if hasattr(loader, 'to'): loader.to(self.device)
-        if (getattr(loader, 'rank', 0), getattr(loader, 'world_size', 1)) != (self.rank, self.world_size):
-            raise ValueError(f"process {self.rank} of {self.world_size} needs loaders that yield its share: "
-                             f"TensorLoader(..., rank={self.rank}, world_size={self.world_size})")
-    left = len(trainloader.dataset) % trainloader.batch_size if self.world_size > 1 else 0
-    if 0 < left < self.world_size:
-        raise ValueError(f"the last batch of {left} image(s) cannot give each of the {self.world_size} processes one: "
-                         f"change the batch size or the number of images")
 
 # %% ../nbs/05_training.ipynb #e40816f7
 class ExperimentFiles(Callback):
@@ -369,7 +386,7 @@ def _start(self, t) -> int:
     if exists and t.overwrite and not t.resume: shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     for tmp in d.glob('.*.tmp'): tmp.unlink()                    # half-written files of a killed run
-    cfg = t.config(t.trainloader, t.epochs)
+    cfg = t.record(t.trainloader, t.epochs)
     if not (d / 'metrics.json').exists():                        # new, or killed before its first epoch ended
         save_json(d / 'config.json', cfg)
         return 0
