@@ -17,7 +17,7 @@ import torch.distributed as dist
 from fastcore.imports import in_notebook
 
 from .callbacks import EMA, GradientClipping, TensorBoard, precision_for, use_tf32
-from .data import DATASETS, CorruptDataError, DataNotFoundError, epoch_seed, prepare_data
+from .data import DATASETS, CorruptDataError, DataNotFoundError, epoch_seed, lookup, prepare_data
 from .distributed import DistributedStrategy, init_distributed
 from .evaluation import evaluate_experiment, experiment_predictor
 from .experiments import CheckpointError, ExperimentExistsError, experiment_dir, load_experiment, read_json
@@ -41,7 +41,7 @@ def train_experiment(cfg: TrainConfig = None, # the run's settings (default: `Tr
     "Run (or resume) the experiment `cfg` describes, the five steps with a recipe, as `vit_train` does (or torchrun)."
     cfg = replace(cfg, **settings) if cfg is not None else TrainConfig(**settings)
     if not cfg.exp_name: raise ValueError("exp_name is required: the name of the experiment's folder")
-    if cfg.recipe not in RECIPES: raise ValueError(f"unknown recipe {cfg.recipe!r}; expected one of {sorted(RECIPES)}")
+    lookup(RECIPES, cfg.recipe, 'recipe')                  # an unknown recipe fails before anything is loaded
     d = experiment_dir(cfg.exp_name, cfg.out_dir)
     if resume and (d / 'config.json').is_file():          # continue the run config.json records (chapter 5a's rules)
         default, names = TrainConfig(), {f.name for f in fields(cfg)}

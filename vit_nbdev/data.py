@@ -6,7 +6,7 @@
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DATASETS', 'DataNotFoundError', 'CorruptDataError', 'resolve_data_dir',
            'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'read_image', 'load_image_folder',
            'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_params', 'augment_batch',
-           'epoch_seed', 'batch_shard', 'TensorLoader', 'registrar', 'register_dataset', 'cifar10_split',
+           'epoch_seed', 'batch_shard', 'TensorLoader', 'registrar', 'lookup', 'register_dataset', 'cifar10_split',
            'image_folder_split', 'prepare_data', 'make_image_folder']
 
 # %% ../nbs/04a_data.ipynb #a5977a4c
@@ -309,6 +309,19 @@ def registrar(registry: dict, name: str):
         return fn
     return register
 
+def lookup(registry: dict, name: str, kind: str):
+    "What `registry` holds under `name`, also when a later chapter's module registers it; else one `ValueError`."
+    if name not in registry:                                 # every module of the package registers what it defines
+        import importlib
+        import pkgutil
+
+        import vit_nbdev
+        for m in pkgutil.iter_modules(vit_nbdev.__path__):
+            try: importlib.import_module(f'vit_nbdev.{m.name}')
+            except ImportError: pass                         # a module whose optional extra is not installed
+    if name not in registry: raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(registry)}")
+    return registry[name]
+
 DATASETS = {}   # name -> `load(data_dir, train, image_size, classes, download) -> (images, labels, classes)`
 
 def register_dataset(name: str):
@@ -349,9 +362,9 @@ def prepare_data(batch_size: int = 256,
                  rank: int = 0, world_size: int = 1,  # several processes: each loader yields its share of a batch
                 ) -> tuple:                   # (trainloader, testloader)
     "Load a dataset into memory and return `(trainloader, testloader)`; the loaders carry `.classes`."
-    if dataset not in DATASETS: raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
-    xtr, ytr, classes = DATASETS[dataset](data_dir, True, image_size, None, download)
-    xte, yte, _ = DATASETS[dataset](data_dir, False, image_size, classes, download)
+    load = lookup(DATASETS, dataset, 'dataset')
+    xtr, ytr, classes = load(data_dir, True, image_size, None, download)
+    xte, yte, _ = load(data_dir, False, image_size, classes, download)
     if holdout:                                  # a validation split: the test set stays unseen while choosing
         if not 0 < holdout < len(xtr): raise ValueError(f"holdout must be in 1..{len(xtr) - 1}, got {holdout}")
         (xtr, xte), (ytr, yte) = (xtr[:-holdout], xtr[-holdout:]), (ytr[:-holdout], ytr[-holdout:])

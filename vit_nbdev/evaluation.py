@@ -8,7 +8,7 @@ __all__ = ['confusion_matrix', 'Evaluation', 'evaluate', 'experiment_predictor',
 import torch
 from fastcore.basics import patch_to
 
-from .data import DATASETS, TensorLoader
+from .data import DATASETS, TensorLoader, lookup
 from .experiments import atomic_write, experiment_dir, load_experiment
 from .inspection import _figure, _predictor
 from .training import predictions
@@ -112,9 +112,8 @@ def load_test_set(config: dict,          # an experiment's config.json
     data, classes = config.get('data') or {}, config['classes']
     trained = data.get('dataset') or 'cifar10'
     dataset = dataset or trained
-    if dataset not in DATASETS: raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
     root = data_dir or (data.get('data_dir') if dataset == trained else None)
-    x, y, _ = DATASETS[dataset](root, False, config['model'].get('image_size', 32), classes)
+    x, y, _ = lookup(DATASETS, dataset, 'dataset')(root, False, config['model'].get('image_size', 32), classes)
     return x, y, classes, f"{dataset} test set" + (f" in {root}" if root else '')
 
 # %% ../nbs/06a_evaluation.ipynb #38917802

@@ -21,7 +21,7 @@ from torch import nn
 
 import vit_nbdev
 from .commands import _EXPECTED_ERRORS, _error, _message
-from .data import normalize
+from .data import lookup, normalize
 from .evaluation import experiment_predictor, require
 from .experiments import load_experiment
 from .recipes import ExperimentConfig, add_flags, config_from_args, setting
@@ -30,9 +30,7 @@ from .training import PREDICTORS
 # %% ../nbs/12_export.ipynb #0c4955a4
 def onnx_predictor(name: str):
     "The predictor `name` of `PREDICTORS` (chapters 5 and 7), which the exported graph computes after the model."
-    if name not in PREDICTORS:
-        raise ValueError(f"unknown predictor {name!r}; expected one of {sorted(PREDICTORS)}")
-    return PREDICTORS[name]
+    return lookup(PREDICTORS, name, 'predictor')
 
 # %% ../nbs/12_export.ipynb #95b06efd
 NORMALIZATION = {k: inspect.signature(normalize).parameters[k].default for k in ('mean', 'std')}  # chapter 4a's

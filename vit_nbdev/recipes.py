@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from fastcore.basics import patch_to
 from torch import nn, optim
 
-from .data import DATASETS, registrar
+from .data import DATASETS, lookup, registrar
 from .model import ViTConfig, resolve_device
 
 # %% ../nbs/05a_recipes.ipynb #f02959e9
@@ -208,8 +208,7 @@ def register_recipe(name: str):
 # %% ../nbs/05a_recipes.ipynb #57e039a0
 def make_recipe(model: nn.Module, cfg: TrainConfig, trainloader) -> Recipe:
     "The `Recipe` named `cfg.recipe` for `model`, trained on `trainloader` (it may initialise `model` from the data)."
-    if cfg.recipe not in RECIPES: raise ValueError(f"unknown recipe {cfg.recipe!r}; expected one of {sorted(RECIPES)}")
-    return RECIPES[cfg.recipe](model, cfg, trainloader)
+    return lookup(RECIPES, cfg.recipe, 'recipe')(model, cfg, trainloader)
 
 # %% ../nbs/05a_recipes.ipynb #d9f2b35d
 @register_recipe('reference')
