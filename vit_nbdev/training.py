@@ -19,7 +19,7 @@ from fastcore.basics import patch_to
 from torch import nn, optim
 
 import vit_nbdev
-from .data import registrar
+from .data import lookup, registrar
 from vit_nbdev.experiments import (
     CheckpointError,
     ExperimentExistsError,
@@ -91,8 +91,7 @@ class Trainer:
                  extra_config: dict = None,# more entries for config.json (e.g. the settings of `vit_train`)
                  progress: bool = True,    # a progress bar per epoch (notebooks and terminals)
                  verbose: bool = True):    # one line per epoch
-        if predictor not in PREDICTORS:
-            raise ValueError(f"unknown predictor {predictor!r}; expected one of {sorted(PREDICTORS)}")
+        lookup(PREDICTORS, predictor, 'predictor')                       # an unknown name fails here, in one line
         if micro_batch is not None and micro_batch < 1: raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
         self.device, self.predictor, self.micro_batch = resolve_device(device), predictor, micro_batch
         self.model = model.to(self.device)                               # the plain model: saved, evaluated
@@ -103,7 +102,7 @@ class Trainer:
         self.extra_config, self.compile, self.metrics = dict(extra_config or {}), compile, {}
         self.train_model = self.strategy.wrap(self.model)                # what training calls (DDP: a wrapper)
         self.eval_model = self.model                                     # what evaluation calls
-        if compile: self.train_model, self.eval_model = (torch.compile(m, dynamic=None) for m in
+        if compile: self.train_model, self.eval_model = (torch.compile(m, dynamic=True) for m in
                                                          (self.train_model, self.eval_model))
         own = [*([ExperimentFiles()] if exp_name else []), *([ProgressBar()] if progress and self.rank == 0 else []),
                *([PrintMetrics()] if verbose and self.rank == 0 else [])]
@@ -228,11 +227,12 @@ def predictions(forward,                 # the model, or what runs it (compiled)
                 predictor: str = 'plain',# how images become logits: a name in `PREDICTORS`
                 device=None):            # where the batches go (default: where they are)
     "Yield the float32 logits and the labels of every batch of `loader`, without gradients: the one evaluation path."
+    predict = lookup(PREDICTORS, predictor, 'predictor')
     with torch.inference_mode():
         for x, y in loader:
             if not len(y): continue                                        # a share of no image (tiny last batch)
             x, y = x.to(device or x.device, non_blocking=True), y.to(device or y.device, non_blocking=True)
-            yield PREDICTORS[predictor](forward, x).float(), y             # (b, num_classes), (b,)
+            yield predict(forward, x).float(), y                            # (b, num_classes), (b,)
 
 @patch_to(Trainer)
 def evaluate(self, loader) -> tuple:
