@@ -26,7 +26,8 @@ while [[ $# -gt 0 ]]; do
     --data-dir) data_dir=$2; shift ;;
     --wheels)
       rm -rf .whl; mkdir -p .whl
-      grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+      exclude=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$exclude")"
+      grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
       python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
         "fastcore>=1.12.3,<2" "fastprogress>=1.0.3" "nbdev==2.4.14" "execnb<0.2" "ghapi<2"
