@@ -98,12 +98,23 @@ step() {  # NAME TIMEOUT_S COMMAND...: run it with a time limit, log it, record 
   [[ $s == pass ]] || failed+=("$name")
   echo "-- $name: $s in $((SECONDS - start)) s ${note:+($note)}"
   status "$name" "$s" "$((SECONDS - start))" "$note"
+  if [[ $dry == 0 ]]; then record >/dev/null 2>&1 || true; fi   # a run cut short still leaves the steps done
+}
+record() {  # write the record of the steps so far
+  "$PY" tools/gpu_check.py collect --steps "$steps" --device "$device" --out "$out" \
+    --command "tools/gpu_check.sh$([[ $dry == 1 ]] && echo ' --dry-run')"
 }
 skip() {  # NAME WHY
   echo "== $1: skipped ($2)"; status "$1" skip 0 "$2"
 }
-recompiles() {  # LOG: the number of recompilations TORCH_LOGS=recompiles reported in it
-  grep -c 'Recompiling function' "$1" || true
+count_recompiles() {  # NAME: add the recompilations TORCH_LOGS=recompiles reported in its log to its findings
+  local n
+  n=$(grep -c 'Recompiling function' "$steps/$1.log" || true)
+  "$PY" -c 'import json, sys; p, n = sys.argv[1:3]
+try: d = json.load(open(p))
+except (OSError, ValueError): d = {}
+d["recompiles"] = int(n); json.dump(d, open(p, "w"), indent=1)' "$steps/$1.json" "$n"
+  echo "$1: $n recompilations (TORCH_LOGS=recompiles)"
 }
 
 if [[ $dry == 1 ]]; then   # one thread everywhere (the reference's epochs too): CI's two cores, no waiting threads
@@ -116,18 +127,15 @@ fi
 
 step precision 120 "$PY" tools/gpu_check.py precision --device "$device" --out "$steps/precision.json"
 
-step epoch 240 "$PY" bench/epoch.py --device "$device" --out "$steps/epoch.json" "${sizes[@]}"
-
-if [[ $dry == 1 ]]; then   # the budget recipe's stages at tiny size; torch.compile on the CPU takes minutes
-  step budget 240 "$PY" bench/budget.py --out "$steps/budget.json" -- --exp-name gpu_budget --out-dir "$work/exp" \
-    --recipe budget --epochs 6 --eval-every 6 --batch-size 128 --device cpu --overwrite "${sizes[@]}" "${cpu[@]}"
-  skip compile_fast 'torch.compile on the CPU takes minutes: counted by hand (the report of issue 26)'
+if [[ $dry == 1 ]]; then
+  step copies 180 "$PY" tools/gpu_check.py copies --device cpu --recipe reference --train-sample-size 256 \
+    --batch-size 128 --out "$steps/copies.json"
 else
-  step budget 300 env TORCH_LOGS=recompiles "$PY" bench/budget.py --out "$steps/budget.json" -- --exp-name gpu_budget \
-    --out-dir "$work/exp" --recipe budget --epochs 28 --eval-every 28 --device cuda --compile --overwrite
-  step compile_fast 180 env TORCH_LOGS=recompiles "$PY" -m vit_nbdev.commands --exp-name gpu_fast --out-dir "$work/exp" \
-    --recipe fast --epochs 2 --device cuda --compile --overwrite --no-progress
+  step copies 180 "$PY" tools/gpu_check.py copies --device cuda --recipe fast --train-sample-size 8192 \
+    --batch-size 256 --out "$steps/copies.json"
 fi
+
+step epoch 240 "$PY" bench/epoch.py --device "$device" --out "$steps/epoch.json" "${sizes[@]}"
 
 if [[ $dry == 1 ]]; then
   step resume 240 "$PY" tools/check_resume.py --epochs 2 --kill-after 1 -- --device cpu "${sizes[@]}" "${cpu[@]}" \
@@ -137,12 +145,17 @@ else
     --test-sample-size 2000
 fi
 
-if [[ $dry == 1 ]]; then
-  step copies 180 "$PY" tools/gpu_check.py copies --device cpu --recipe reference --train-sample-size 256 \
-    --batch-size 128 --out "$steps/copies.json"
+if [[ $dry == 1 ]]; then   # the budget recipe's stages at tiny size; torch.compile on the CPU takes minutes
+  step budget 240 "$PY" bench/budget.py --out "$steps/budget.json" -- --exp-name gpu_budget --out-dir "$work/exp" \
+    --recipe budget --epochs 6 --eval-every 6 --batch-size 128 --device cpu --overwrite "${sizes[@]}" "${cpu[@]}"
+  skip compile_fast 'torch.compile on the CPU takes minutes: counted by hand (the report of issue 26)'
 else
-  step copies 180 "$PY" tools/gpu_check.py copies --device cuda --recipe fast --train-sample-size 8192 \
-    --batch-size 256 --out "$steps/copies.json"
+  step compile_fast 180 env TORCH_LOGS=recompiles "$PY" -m vit_nbdev.commands --exp-name gpu_fast --out-dir "$work/exp" \
+    --recipe fast --epochs 2 --device cuda --compile --overwrite --no-progress
+  count_recompiles compile_fast
+  step budget 300 env TORCH_LOGS=recompiles "$PY" bench/budget.py --out "$steps/budget.json" -- --exp-name gpu_budget \
+    --out-dir "$work/exp" --recipe budget --epochs 28 --eval-every 28 --device cuda --compile --overwrite
+  count_recompiles budget
 fi
 
 if [[ $dry == 1 ]]; then
@@ -155,22 +168,9 @@ else
   done
 fi
 
-# the recompile counts, into the steps' findings
-for name in budget compile_fast; do
-  if [[ -f $steps/$name.log && $dry == 0 ]]; then
-    n=$(recompiles "$steps/$name.log")
-    "$PY" -c 'import json, sys; p, n = sys.argv[1:3]
-try: d = json.load(open(p))
-except (OSError, ValueError): d = {}
-d["recompiles"] = int(n); json.dump(d, open(p, "w"), indent=1)' "$steps/$name.json" "$n"
-    echo "$name: $n recompilations (TORCH_LOGS=recompiles)"
-  fi
-done
-
 echo "== record: $out"
 rc=0
-"$PY" tools/gpu_check.py collect --steps "$steps" --device "$device" --out "$out" \
-  --command "tools/gpu_check.sh$([[ $dry == 1 ]] && echo ' --dry-run')" || rc=$?
+record || rc=$?
 echo "gpu_check: $((SECONDS - t_all)) s in all"
 if [[ ${#failed[@]} -gt 0 || $rc != 0 ]]; then
   echo "gpu_check: FAILED: ${failed[*]:-the record}" >&2; exit 1
