@@ -148,7 +148,7 @@ fi
 if [[ $dry == 1 ]]; then   # the budget recipe's stages at tiny size; torch.compile on the CPU takes minutes
   step budget 240 "$PY" bench/budget.py --out "$steps/budget.json" -- --exp-name gpu_budget --out-dir "$work/exp" \
     --recipe budget --epochs 6 --eval-every 6 --batch-size 128 --device cpu --overwrite "${sizes[@]}" "${cpu[@]}"
-  skip compile_fast 'torch.compile on the CPU takes minutes: counted by hand (the report of issue 26)'
+  skip compile_fast 'torch.compile on the CPU takes minutes'
 else
   step compile_fast 180 env TORCH_LOGS=recompiles "$PY" -m vit_nbdev.commands --exp-name gpu_fast --out-dir "$work/exp" \
     --recipe fast --epochs 2 --device cuda --compile --overwrite --no-progress
