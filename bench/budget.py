@@ -5,7 +5,9 @@
 e.g. `python bench/budget.py -- --exp-name fast_budget --recipe budget --epochs 12 --seed 0`.
 
 - reference: one epoch (train 50,000 + test 10,000) of tintn's structure fed by a PIL `DataLoader`, exactly as
-  `bench/epoch.py` times it (its `reference_epoch`), with PyTorch's default threads.
+  `bench/epoch.py` times it (its `reference_epoch`), with PyTorch's default threads, on the run's device (its
+  `--device`, default the CPU) and on as many images as the run (its `--train-sample-size` / `--test-sample-size`:
+  the first N images; for quick checks only).
 - the run: `vit_train VIT_TRAIN_FLAGS` in a subprocess, timed from its start to its exit: Python's start, reading
   CIFAR-10, the recipe's set-up, every epoch's training and evaluation, the experiment's files.
 
@@ -41,17 +43,25 @@ def main():
     a = p.parse_args()
     flags = a.train[1:] if a.train[:1] == ['--'] else a.train
     if a.threads: flags += ['--threads', str(a.threads)]
-    device = torch.device('cpu')
+    def flag(name, default=None):
+        "The value of vit_train's `--name` (or `--name=value`) among the flags."
+        for i, x in enumerate(flags):
+            if x == name and i + 1 < len(flags): return flags[i + 1]
+            if x.startswith(name + '='): return x.split('=', 1)[1]
+        return default
+    device = torch.device(flag('--device', 'cpu'))
+    sizes = {k: int(v) for k, v in (('train_size', flag('--train-sample-size')),
+                                    ('test_size', flag('--test-sample-size'))) if v is not None}
     rec = record.header('budget', device, record.load_average())
     mach = rec['machine']
-    print(f"machine: {mach['cpu']}, {mach['cores']} cores, load average {rec['load_average']['before']}; "
-          f"torch {torch.__version__}")
+    print(f"machine: {mach.get('gpu') or mach['cpu']}, {mach['cores']} cores, "
+          f"load average {rec['load_average']['before']}; torch {torch.__version__}")
     data_dir = a.data_dir or os.environ.get('VIT_DATA_DIR')
 
     # -- one reference epoch
-    rtrain, rtest = reference_loaders(data_dir)
+    rtrain, rtest = reference_loaders(data_dir, **sizes)
     torch.manual_seed(0)
-    model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False)))
+    model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False))).to(device)
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2)
     load = record.load_average()
     with record.Clock() as ref:
@@ -63,7 +73,7 @@ def main():
     del rtrain, rtest
 
     # -- the whole run, as a user starts it
-    cmd = [str(Path(sys.executable).with_name('vit_train')), *flags, '--no-progress']
+    cmd = [sys.executable, '-m', 'vit_nbdev.commands', *flags, '--no-progress']   # vit_train, installed or not
     load = record.load_average()
     with record.Clock() as c:                                  # the CPU seconds: this process's and the run's
         subprocess.run(cmd, check=True, env={**os.environ, **({'VIT_DATA_DIR': data_dir} if data_dir else {})})

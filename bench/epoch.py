@@ -1,7 +1,7 @@
 """One full CIFAR-10 epoch (train 50,000 images + test 10,000), the reference's way and vit_nbdev's way, back to back.
 
     VIT_DATA_DIR=/path/to/cifar10 python bench/epoch.py [--device cpu] [--threads N] [--ref-threads N] \\
-        [--recipes fast] [--skip-data] [--procs 2 --micro-batch 32]
+        [--recipes fast] [--skip-data] [--procs 2 --micro-batch 32] [--train-sample-size N --test-sample-size M]
 
 - reference: the seed's per-head model (`use_faster_attention=False`) computing every token of every block as the
   seed does (`AllTokens` from `throughput.py`), fed by a torchvision `DataLoader` with 2 workers
@@ -18,7 +18,10 @@
   here with `torch.multiprocessing`; the wall clock is rank 0's, from a barrier after the data is loaded, and the
   CPU seconds are the sum of the processes'.
 
-Data loading from disk happens before the clock starts for both. Each time is given in wall-clock seconds and in CPU
+`--train-sample-size N` / `--test-sample-size M` time a smaller "epoch" (the reference: the first N and M images,
+vit_nbdev: `prepare_data`'s random subsets of those sizes), for a quick check that the benchmark runs (the dry run of
+`tools/gpu_check.sh`); its numbers are not those of an epoch. Data loading from disk happens before the clock starts
+for both. Each time is given in wall-clock seconds and in CPU
 seconds of this process and its DataLoader workers: on a shared machine the wall clock also counts the time other
 processes held the cores. Prints seconds and the ratios, asserts nothing, and saves every number with the machine,
 the versions, the command and the load average before and after (of the whole run and of each epoch) in
@@ -36,7 +39,7 @@ import torch.multiprocessing as mp
 import torchvision.transforms as transforms
 from PIL import Image
 from torch import nn, optim
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 import vit_nbdev.faster  # noqa: F401  registers --recipe fast (chapter 7)
 from vit_nbdev.callbacks import precision_for
@@ -69,18 +72,19 @@ def time_data(loader, res: dict, what: str):
     print(f"{what}: {c.wall:.2f} s ({c.cpu:.2f} CPU s) per epoch of training data")
 
 
-def reference_loaders(data_dir, batch_size=256, num_workers=2):
-    "The seed's `prepare_data`: PIL transforms in 2 worker processes."
+def reference_loaders(data_dir, batch_size=256, num_workers=2, train_size=None, test_size=None):
+    "The seed's `prepare_data`: PIL transforms in 2 worker processes (on the first `train_size`/`test_size` images)."
     train_tf = transforms.Compose([
         transforms.ToTensor(), transforms.Resize((32, 32)), transforms.RandomHorizontalFlip(p=0.5),
         transforms.RandomResizedCrop((32, 32), scale=(0.8, 1.0), ratio=(0.75, 1.3333333333333333), interpolation=2),
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     test_tf = transforms.Compose([transforms.ToTensor(), transforms.Resize((32, 32)),
                                   transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-    train = DataLoader(PickleCIFAR10(data_dir, True, train_tf), batch_size=batch_size, shuffle=True,
-                       num_workers=num_workers)
-    test = DataLoader(PickleCIFAR10(data_dir, False, test_tf), batch_size=batch_size, shuffle=False,
-                      num_workers=num_workers)
+    def first(ds, n): return ds if n is None or n >= len(ds) else Subset(ds, range(n))
+    train = DataLoader(first(PickleCIFAR10(data_dir, True, train_tf), train_size), batch_size=batch_size,
+                       shuffle=True, num_workers=num_workers)
+    test = DataLoader(first(PickleCIFAR10(data_dir, False, test_tf), test_size), batch_size=batch_size,
+                      shuffle=False, num_workers=num_workers)
     return train, test
 
 
@@ -169,8 +173,14 @@ def main():
     p.add_argument('--procs', type=int, default=1,
                    help="also time vit_nbdev's recipes in this many processes of one thread each (CPU, gloo)")
     p.add_argument('--micro-batch', type=int, default=None, help='with --procs: pieces of this many images')
+    p.add_argument('--train-sample-size', type=int, default=None,
+                   help='time on this many training images (a quick check; not an epoch)')
+    p.add_argument('--test-sample-size', type=int, default=None, help='... and this many test images')
     p.add_argument('--out', default=None, help='where to save the results (default bench/results/epoch.json)')
     a = p.parse_args()
+    sizes = dict(train_size=a.train_sample_size, test_size=a.test_sample_size)
+    if a.procs > 1 and (a.train_sample_size or a.test_sample_size):
+        p.error('--procs does not take --train-sample-size / --test-sample-size')
     device = torch.device(a.device)
     rec = record.header('epoch', device, record.load_average())
     mach = rec['machine']
@@ -182,7 +192,7 @@ def main():
 
     # -- the reference's epoch (PyTorch's default threads, as the seed runs, unless --ref-threads)
     if a.ref_threads: torch.set_num_threads(a.ref_threads)
-    rtrain, rtest = reference_loaders(data_dir)
+    rtrain, rtest = reference_loaders(data_dir, **sizes)
     if not a.skip_data: time_data(rtrain, res['reference'], 'reference data only (2 workers, PIL)')
     torch.manual_seed(0)
     model = AllTokens(ViTForClassification(ViTConfig(use_faster_attention=False))).to(device)
@@ -198,7 +208,8 @@ def main():
 
     # -- vit_nbdev's epoch, for each recipe asked for (the recipe's set-up, e.g. the fast one's whitening, included)
     if a.threads: torch.set_num_threads(a.threads)
-    trainloader, testloader = prepare_data(256, data_dir, device=device)
+    trainloader, testloader = prepare_data(256, data_dir, device=device, train_sample_size=a.train_sample_size,
+                                           test_sample_size=a.test_sample_size)
     if not a.skip_data: time_data(trainloader, res['vit_nbdev'], 'vit_nbdev data only (tensor ops)')
     ours = ours_epoch('reference', trainloader, testloader, device, res['vit_nbdev'])
     for name in a.recipes:

@@ -6,8 +6,8 @@
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DATASETS', 'DataNotFoundError', 'CorruptDataError', 'resolve_data_dir',
            'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'read_image', 'load_image_folder',
            'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_params', 'augment_batch',
-           'epoch_seed', 'batch_shard', 'TensorLoader', 'registrar', 'lookup', 'register_dataset', 'cifar10_split',
-           'image_folder_split', 'prepare_data', 'make_image_folder']
+           'epoch_seed', 'batch_shard', 'epoch_draws', 'TensorLoader', 'registrar', 'lookup', 'register_dataset',
+           'cifar10_split', 'image_folder_split', 'prepare_data', 'make_image_folder']
 
 # %% ../nbs/04a_data.ipynb #a5977a4c
 import math
@@ -222,6 +222,20 @@ def batch_shard(n: int,           # images in the (global) batch
     return slice(rank * n // world_size, (rank + 1) * n // world_size)
 
 
+# %% ../nbs/04a_data.ipynb #e7d2a1c4
+def epoch_draws(n: int,                  # images in the epoch
+                size: int,               # side of the square images
+                batch_size: int,         # the (global) batch: augmentation is drawn batch after batch
+                generator: torch.Generator,
+                shuffle: bool = True, augment: bool = True,
+               ) -> tuple:               # (order int64 (n,), params float (5, n) or None), on the CPU
+    "All random draws of one epoch, in the order a batch-by-batch loop makes them: the order, then every batch's."
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if not augment: return order, None
+    params = [torch.stack([*p[:4], p[4].float()]) for p in   # (5, B) top, left, height, width, flip of each batch
+              (augment_params(min(batch_size, n - i), size, generator) for i in range(0, n, batch_size))]
+    return order, torch.cat(params, 1) if params else torch.zeros(5, 0)  # (5, n) float, one column per image
+
 # %% ../nbs/04a_data.ipynb #d1605cbe
 class TensorLoader:
     "Batches `(images, labels)` from a uint8 tensor: shuffled and augmented per epoch from a `(seed, epoch)` generator."
@@ -273,28 +287,30 @@ def __repr__(self):
             f"augment={self.augment}, seed={self.seed}, device={self.device}{shard})")
 
 # %% ../nbs/04a_data.ipynb #13b2d146
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    "Copy `t` to `device`; on a GPU from pinned memory and asynchronously, so that the host does not wait."
+    if device.type != 'cuda': return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
 @patch_to(TensorLoader)
 def __iter__(self):
     epoch, self.epoch = self.epoch, self.epoch + 1
     g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
     n, S = len(self.images), self.images.shape[-1]
-    order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+    order, params = epoch_draws(n, S, self.batch_size, g, self.shuffle, self.augment)  # the epoch's draws, on the CPU
+    order = _to_device(order, self.device)                              # (n,)    one copy an epoch
+    if self.augment: params = _to_device(params, self.device)           # (5, n)  ... and one more
     for i in range(0, n, self.batch_size):
-        idx = order[i:i + self.batch_size]                             # (B,) the whole batch, on every rank
-        params = augment_params(len(idx), S, g) if self.augment else None   # drawn for all B images
-        mine = batch_shard(len(idx), self.rank, self.world_size)     # this rank's rows b of the batch
-        idx = idx[mine].to(self.device)
+        mine = batch_shard(min(self.batch_size, n - i), self.rank, self.world_size)  # this rank's rows of the batch
+        rows = slice(i + mine.start, i + mine.stop)                    # ... as positions in the epoch
+        idx = order[rows]                                              # (b,) already on the device
         x, y = self.images[idx], self.labels[idx]                      # (b, C, S, S) uint8, (b,)
-        if self.augment: x = crop_resize_flip(x, *(p[mine] for p in params), out_size=self.out_size or S)
+        if self.augment:
+            top, left, h, w, flip = params[:, rows]                    # (b,) each
+            x = crop_resize_flip(x, top, left, h, w, flip.bool(), out_size=self.out_size or S)
         yield normalize(x, self.mean, self.std), y                    # (b, C, S, S) float, about -1..1
 
 # %% ../nbs/04a_data.ipynb #4d9bf612
-def _subset(images, labels, size, seed):
-    "A random `size`-image subset (all images if `size` is None), the same for the same seed."
-    if size is None or size >= len(images): return images, labels
-    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch_seed(seed, 10**6)))[:size]
-    return images[idx], labels[idx]
-
 def _subset(images, labels, size, seed):
     "A random `size`-image subset (all images if `size` is None), the same for the same seed."
     if size is None or size >= len(images): return images, labels
