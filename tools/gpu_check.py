@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,22 +22,15 @@ import record  # noqa: E402  (bench/record.py: the benchmarks' header and file c
 
 
 def precision(device: torch.device) -> dict:
-    "What `autocast_dtype` and a `Trainer` on `device` choose: the autocast dtype, the gradient scaler, TF32."
-    from vit_nbdev.model import ViTConfig, ViTForClassification
-    from vit_nbdev.training import Trainer, autocast_dtype
+    "What `vit_train` chooses on `device` (chapter 5b): the autocast dtype, the gradient scaler, TF32."
+    from vit_nbdev.callbacks import autocast_dtype, precision_for, use_tf32
     res = {'device': str(device), 'autocast_dtype': str(autocast_dtype(device))}
     if device.type == 'cuda':
         res.update(gpu=torch.cuda.get_device_name(device), bf16_supported=torch.cuda.is_bf16_supported(),
                    capability='.'.join(map(str, torch.cuda.get_device_capability(device))))
-    model = ViTForClassification(ViTConfig(hidden_size=16, num_hidden_layers=1, intermediate_size=32))
-    with tempfile.TemporaryDirectory() as out:
-        t = Trainer(model, torch.optim.AdamW(model.parameters()), torch.nn.functional.cross_entropy, 'precision',
-                    device, out_dir=out, progress=False, verbose=False)
-    mp = next((c for c in t.callbacks if type(c).__name__ == 'MixedPrecision'), None)
-    scaler = getattr(mp, 'scaler', None)
-    res.update(trainer_dtype=str(getattr(mp, 'dtype', None)),
-               grad_scaler=bool(scaler is not None and scaler.is_enabled()),
-               tf32_matmul=torch.backends.cuda.matmul.allow_tf32, tf32_cudnn=torch.backends.cudnn.allow_tf32,
+    p, tf32 = precision_for('auto', device), use_tf32(device)
+    scaler = getattr(p, 'scaler', None)
+    res.update(trainer_dtype=str(p.dtype), grad_scaler=bool(scaler is not None and scaler.is_enabled()), tf32=tf32,
                float32_matmul_precision=torch.get_float32_matmul_precision())
     return res
 
@@ -55,18 +47,18 @@ def count_events(prof, batches: int) -> dict:
 
 
 def copies(device: torch.device, train_size: int, batch_size: int, recipe: str) -> dict:
-    """Profile one epoch of the training loader alone, then one epoch of `Trainer.train_epoch` with `recipe`, on
-    `device` (after a warm-up epoch each); count the copies and syncs of each, per batch."""
+    """Profile one epoch of the training loader alone, then the batches of a `Trainer`'s second epoch with `recipe`,
+    on `device` (the first epoch of each warms up); count the copies and syncs of each, per batch."""
     from torch.profiler import ProfilerActivity, profile
 
-    import vit_nbdev.faster  # noqa: F401  registers the fast and budget recipes (chapter 7)
+    from vit_nbdev.callbacks import precision_for
     from vit_nbdev.data import prepare_data
     from vit_nbdev.model import ViTForClassification
     from vit_nbdev.recipes import TrainConfig, make_recipe
-    from vit_nbdev.training import Trainer
+    from vit_nbdev.training import Callback, Trainer
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    train, _ = prepare_data(batch_size, device=device, train_sample_size=train_size, test_sample_size=batch_size)
+    train, test = prepare_data(batch_size, device=device, train_sample_size=train_size, test_sample_size=batch_size)
     res = {'device': str(device), 'train_images': len(train.dataset), 'batch_size': batch_size, 'recipe': recipe}
     for _ in train: pass                                                           # warm-up
     sync()
@@ -74,19 +66,21 @@ def copies(device: torch.device, train_size: int, batch_size: int, recipe: str) 
         for _ in train: pass
         sync()
     res['loader'] = count_events(prof, len(train))
+
+    class Profile(Callback):
+        "Profile the batches of the second epoch, the first one warming up."
+        def before_epoch(self, t):
+            if t.epoch == 2: sync(); self.prof = profile(activities=activities); self.prof.__enter__()
+        def after_batch(self, t):
+            if t.epoch == 2 and t.step == len(t.trainloader): sync(); self.prof.__exit__(None, None, None)
     torch.manual_seed(0)
     cfg = TrainConfig(recipe=recipe, epochs=2, batch_size=batch_size)
     model = ViTForClassification(cfg.vit_config(len(train.classes)))
-    r = make_recipe(model, cfg, train)
-    with tempfile.TemporaryDirectory() as out:
-        t = Trainer(model, r.optimizer, r.loss_func, 'copies', device, scheduler=r.scheduler, predict=r.predict,
-                    out_dir=out, progress=False, verbose=False, callbacks=r.callbacks)
-        t.train_epoch(train, 0)                                                    # warm-up
-        sync()
-        with profile(activities=activities) as prof:
-            t.train_epoch(train, 1)
-            sync()
-    res['train_epoch'] = count_events(prof, len(train))
+    r, spy = make_recipe(model, cfg, train), Profile()
+    t = Trainer(model, r.optimizer, r.loss_func, device=device, scheduler=r.scheduler, predictor=r.predictor,
+                precision=precision_for('auto', device), callbacks=[*r.callbacks, spy], progress=False, verbose=False)
+    t.train(train, test, 2)
+    res['train_epoch'] = count_events(spy.prof, len(train))
     res['note'] = ('counted from the GPU\'s copy activity; the two loader copies of each epoch are in the sums'
                    if device.type == 'cuda' else 'no CUDA: the CPU has no host-to-device copies to count')
     return res
