@@ -404,7 +404,7 @@ def _start(self, t) -> int:
     save_json(d / 'config.json', {**old, **t.extra_config, 'training': {**old['training'], 'epochs': t.epochs},
                                   'runtime': t.runtime()})             # what a resume may change: epochs, runtime
     if t.rank == 0 and any(isinstance(cb, PrintMetrics) for cb in t.callbacks):
-        print(f"resuming {d.name} after epoch {done} of {t.epochs}" + (
+        print(f"resuming {d} after epoch {done} of {t.epochs}" + (
               f" (epochs 1-{done} ran on {was} process(es), the next on {t.world_size}: the same run up to "
               f"floating-point summation order)" if was != t.world_size else ''), flush=True)
     return done
