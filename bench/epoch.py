@@ -89,7 +89,7 @@ def reference_loaders(data_dir, batch_size=256, num_workers=2, train_size=None, 
 
 
 def reference_epoch(model, optimizer, loss_fn, trainloader, testloader, device):
-    "The seed's `Trainer.train_epoch` + `Trainer.evaluate`; returns (train loss, test loss, accuracy)."
+    "The reference's `Trainer.train_epoch` + `Trainer.evaluate`; returns (train loss, test loss, accuracy)."
     model.train(); total_loss = 0
     for images, labels in trainloader:
         images, labels = images.to(device), labels.to(device)

@@ -16,7 +16,7 @@ import torch
 
 import vit_nbdev.faster  # noqa: F401  registers the 'flip_shift' predictor
 from vit_nbdev.data import load_cifar10
-from vit_nbdev.evaluation import evaluate, experiment_predictor
+from vit_nbdev.evaluation import evaluation_of, experiment_predictor
 from vit_nbdev.experiments import load_experiment
 
 import record  # bench/ is on the path when this script runs
@@ -39,7 +39,7 @@ def main():
     runs = {}
     for name in a.exp_names:
         config, model, metrics = load_experiment(name, record.RESULTS.parent.parent / 'experiments', device=device)
-        acc = {q: round(evaluate(model, x, y, classes, predictor=q).accuracy, 4) for q in PREDICTORS}
+        acc = {q: round(evaluation_of(model, x, y, classes, predictor=q).accuracy, 4) for q in PREDICTORS}
         recorded = metrics['accuracies'][-1]
         runs[name] = {'predictor': experiment_predictor(config), 'recorded_accuracy': recorded, 'accuracy': acc}
         print(f"{name}: " + ', '.join(f"{q} {100 * v:.2f} %" for q, v in acc.items())

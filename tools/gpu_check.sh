@@ -162,7 +162,7 @@ if [[ $dry == 1 ]]; then
   skip nbdev_test_05 'CI runs every chapter under nbdev_test in its test step'
   skip nbdev_test_10 'CI runs every chapter under nbdev_test in its test step'
 else
-  for nb in 05_training 10_commands; do
+  for nb in 05_training 12_commands; do
     step "nbdev_test_${nb%%_*}" 300 "$PY" -c 'from nbdev.test import nbdev_test; nbdev_test()' --path "nbs/$nb.ipynb" \
       --do_print
   done

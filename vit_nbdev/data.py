@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DATASETS', 'DataNotFoundError', 'CorruptDataError', 'resolve_data_dir',
-           'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'read_image', 'load_image_folder',
+           'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'open_image', 'read_image', 'load_image_folder',
            'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_params', 'augment_batch',
            'epoch_seed', 'batch_shard', 'epoch_draws', 'TensorLoader', 'registrar', 'lookup', 'register_dataset',
-           'cifar10_split', 'image_folder_split', 'prepare_data', 'make_image_folder']
+           'resolve_device', 'cifar10_split', 'image_folder_split', 'prepare_data', 'make_image_folder']
 
 # %% ../nbs/04a_data.ipynb #a5977a4c
 import math
@@ -104,13 +104,20 @@ def pil_to_tensor(im, image_size: int = 32) -> torch.Tensor:
     return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()  # (3, S, S)
 
 # %% ../nbs/04a_data.ipynb #cdad404a
-def read_image(path: Path, image_size: int = 32) -> torch.Tensor:
-    "Decode one image file with `pil_to_tensor`; an unreadable file raises `CorruptDataError` naming it."
+def open_image(path):  # -> PIL.Image.Image
+    "Decode one image file of any format Pillow reads; a missing file or anything else raises one line naming it."
     from PIL import Image
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path.name}: {'not a file' if path.exists() else 'no such file'}")
     try:
-        with Image.open(path) as im: return pil_to_tensor(im, image_size)
+        with Image.open(path) as im: return im.copy()                     # decoded now, the file closed
     except Exception as e:
-        raise CorruptDataError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+        raise CorruptDataError(f"{path.name} is not an image file that can be read (PNG, JPEG, GIF, BMP, TIFF, "
+                               f"WebP…): {type(e).__name__}") from None
+
+def read_image(path, image_size: int = 32) -> torch.Tensor:
+    "One image file as the model reads it: `open_image`, then `pil_to_tensor` (uint8 `(3, image_size, image_size)`)."
+    return pil_to_tensor(open_image(path), image_size)
 
 # %% ../nbs/04a_data.ipynb #9291004e
 def load_image_folder(root,                      # a folder with one sub-folder per class
@@ -343,6 +350,17 @@ DATASETS = {}   # name -> `load(data_dir, train, image_size, classes, download) 
 def register_dataset(name: str):
     "Make `load(data_dir, train, image_size, classes, download)` -> (uint8 images, labels, class names) a dataset."
     return registrar(DATASETS, name)
+
+# %% ../nbs/04a_data.ipynb #0eea1260
+def resolve_device(device=None) -> torch.device:
+    "The `torch.device` that `device` names ('cpu', 'cuda', 'cuda:1'...; None: the default), if this machine has it."
+    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return d
 
 # %% ../nbs/04a_data.ipynb #6510010a
 @register_dataset('cifar10')

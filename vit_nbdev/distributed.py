@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .model import resolve_device
+from .data import resolve_device
 from .training import SingleProcess
 
 # %% ../nbs/08_distributed.ipynb #e1f2a3b4

@@ -9,7 +9,7 @@ __all__ = ['MLP', 'Block', 'Encoder']
 import torch
 from torch import nn
 
-from .attention import FasterMultiHeadAttention, MultiHeadAttention
+from .attention import FusedMultiHeadAttention, MultiHeadAttention
 
 # %% ../nbs/03_encoder.ipynb #75a78cc0
 class MLP(nn.Module):
@@ -32,7 +32,7 @@ class Block(nn.Module):
                  hidden_dropout_prob: float = 0.0, attention_probs_dropout_prob: float = 0.0, qkv_bias: bool = True,
                  use_faster_attention: bool = True, layer_norm_eps: float = 1e-5):
         super().__init__()
-        attention_cls = FasterMultiHeadAttention if use_faster_attention else MultiHeadAttention
+        attention_cls = FusedMultiHeadAttention if use_faster_attention else MultiHeadAttention
         self.layernorm_1 = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.attention = attention_cls(hidden_size, num_attention_heads, attention_probs_dropout_prob,
                                        hidden_dropout_prob, qkv_bias)

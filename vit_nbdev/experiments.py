@@ -3,9 +3,9 @@
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'REPO_FILES_URL', 'EXPERIMENT_FILES', 'ExperimentExistsError', 'CheckpointError', 'atomic_write',
            'save_json', 'read_json', 'save_weights', 'load_weights', 'load_model_state', 'save_checkpoint',
-           'load_checkpoint', 'rng_state', 'restore_rng', 'plot_metrics', 'experiment_dir', 'load_experiment',
-           'download_file', 'download_experiment', 'committed_experiment', 'committed_file', 'load_committed',
-           'plot_experiment']
+           'load_checkpoint', 'rng_state', 'restore_rng', 'new_figure', 'plot_metrics', 'experiment_dir',
+           'load_experiment', 'error_line', 'download_file', 'download_experiment', 'committed_experiment',
+           'committed_file', 'load_committed', 'plot_experiment']
 
 # %% ../nbs/04b_experiments.ipynb #66326b3e
 import json
@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .model import ViTConfig, ViTForClassification, resolve_device
+from .data import resolve_device
+from .model import ViTConfig, ViTForClassification
 
 # %% ../nbs/04b_experiments.ipynb #777810b6
 class ExperimentExistsError(FileExistsError):
@@ -118,12 +119,17 @@ def restore_rng(rng: dict):
         torch.cuda.set_rng_state_all([s.cpu() for s in rng['cuda']])
 
 # %% ../nbs/04b_experiments.ipynb #43785535
-def plot_metrics(metrics: dict, path: Path = None):
-    "Draw train/test loss and test accuracy per epoch; save to `path` (atomically) if given; return the figure."
+def new_figure(figsize):  # -> matplotlib.figure.Figure
+    "A matplotlib `Figure` on an off-screen Agg canvas: shown by notebooks, saved by `savefig`, no global pyplot state."
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize); FigureCanvasAgg(fig)
+    return fig
+
+def plot_metrics(metrics: dict, path: Path = None):
+    "Draw train/test loss and test accuracy per epoch; save to `path` (atomically) if given; return the figure."
     from matplotlib.ticker import MaxNLocator
-    fig = Figure(figsize=(10, 3.6)); FigureCanvasAgg(fig)
+    fig = new_figure((10, 3.6))
     ax1, ax2 = fig.subplots(1, 2)
     epochs = range(1, len(metrics['train_losses']) + 1)
     ax1.plot(epochs, metrics['train_losses'], 'o-', label='train loss')
@@ -166,6 +172,12 @@ def load_experiment(exp_name: str,
     else:
         load_weights(model, d / (weights or 'model_final.safetensors'))
     return config, model.to(device).eval(), metrics
+
+# %% ../nbs/04b_experiments.ipynb #1462de2d
+def error_line(e: Exception) -> str:
+    "An error a user can cause, as one line: its message's first line; a `KeyError` as a missing `config.json` entry."
+    if isinstance(e, KeyError): return f"missing entry {e} in the experiment's config.json"
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 # %% ../nbs/04b_experiments.ipynb #0806145f
 REPO_FILES_URL = 'https://raw.githubusercontent.com/vit-nbdev/vit_nbdev/main'

@@ -19,7 +19,7 @@ from fastcore.basics import patch_to
 from torch import nn, optim
 
 import vit_nbdev
-from .data import lookup, registrar
+from .data import lookup, registrar, resolve_device
 from vit_nbdev.experiments import (
     CheckpointError,
     ExperimentExistsError,
@@ -34,7 +34,7 @@ from vit_nbdev.experiments import (
     save_json,
     save_weights,
 )
-from .model import ViTConfig, resolve_device
+from .model import ViTConfig
 
 # %% ../nbs/05_training.ipynb #9cd13bbd
 class CancelBatchException(Exception): "Raised by a callback: skip the rest of this batch (no optimiser step)."
@@ -93,7 +93,8 @@ class Trainer:
                  verbose: bool = True):    # one line per epoch
         lookup(PREDICTORS, predictor, 'predictor')                       # an unknown name fails here, in one line
         if micro_batch is not None and micro_batch < 1: raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
-        self.device, self.predictor, self.micro_batch = resolve_device(device), predictor, micro_batch
+        self.predictor, self.micro_batch = predictor, micro_batch
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)   # resolved once per run
         self.model = model.to(self.device)                               # the plain model: saved, evaluated
         self.optimizer, self.loss_func, self.scheduler = optimizer, loss_func, scheduler
         self.precision, self.strategy = precision or Precision(), strategy or SingleProcess()
@@ -166,7 +167,7 @@ def one_epoch(self):
     except CancelEpochException: pass
     total, n = self.strategy.all_sum(self.total, torch.tensor(self.n, device=self.device))
     last = self.epoch % self.eval_every == 0 or self.epoch == self.epochs
-    test_loss, accuracy = self.evaluate(self.testloader) if last else (None, None)
+    test_loss, accuracy = self.loss_and_accuracy(self.testloader) if last else (None, None)
     row = {'train_losses': (total / n).item(), 'test_losses': test_loss, 'accuracies': accuracy,
            'seconds': time.perf_counter() - t0}                       # a new metric: one more entry here
     for k, v in row.items(): self.metrics.setdefault(k, []).append(v)
@@ -235,7 +236,7 @@ def predictions(forward,                 # the model, or what runs it (compiled)
             yield predict(forward, x).float(), y                            # (b, num_classes), (b,)
 
 @patch_to(Trainer)
-def evaluate(self, loader) -> tuple:
+def loss_and_accuracy(self, loader) -> tuple:
     "Mean loss and accuracy (a fraction in [0, 1]) of the model on `loader`, over all processes."
     self.event('before_eval')
     self.model.eval()
