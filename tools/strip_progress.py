@@ -13,8 +13,8 @@ def is_progress(output: dict) -> bool:
     "Whether a stored output is a progress bar or the empty HTML it leaves behind."
     if output.get('output_type') not in ('display_data', 'update_display_data'): return False
     data = output.get('data', {})
-    html = ''.join(data.get('text/html', ''))
-    if not html: return False
+    if 'text/html' not in data: return False
+    html = ''.join(data['text/html'])
     return ('<progress' in html or 'progress::-webkit' in html or not html.strip()
             or set(data) <= {'text/html', 'text/plain'} and not ''.join(data.get('text/plain', '')).strip(' \n\'"'))
 

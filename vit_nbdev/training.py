@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['EVENTS', 'PREDICTORS', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'TrainingDivergedError',
-           'Callback', 'Precision', 'SingleProcess', 'Trainer', 'register_predictor', 'plain_logits', 'flip_logits',
+           'Callback', 'Precision', 'SingleProcess', 'register_predictor', 'plain_logits', 'flip_logits', 'Trainer',
            'predictions', 'ProgressBar', 'PrintMetrics', 'ExperimentFiles']
 
 # %% ../nbs/05_training.ipynb #7a7d9c71
@@ -73,6 +73,25 @@ class SingleProcess:
     def gather(self, obj) -> list: return [obj]                           # every process's `obj`
     def broadcast(self, obj): return obj                                  # process 0's `obj`, on every process
     def barrier(self): pass                                               # wait for every process
+
+# %% ../nbs/05_training.ipynb #532874ec
+PREDICTORS = {}   # name -> `fn(forward, x) -> logits`: 'plain' and 'flip' below, or your own
+
+def register_predictor(name: str):
+    "Make `fn(forward, x) -> logits (B, num_classes)` usable as `Trainer(predictor=name)` and by a recipe."
+    return registrar(PREDICTORS, name)
+
+@register_predictor('plain')
+def plain_logits(forward, x: torch.Tensor) -> torch.Tensor:
+    "The logits of one forward pass of images `x` (B, C, H, W): what training optimises."
+    return forward(x)[0]                                                   # (B, num_classes)
+
+@register_predictor('flip')
+def flip_logits(forward, x: torch.Tensor) -> torch.Tensor:
+    "The mean of the logits of images `x` (B, C, H, W) and of their mirror images: test-time augmentation."
+    n = x.shape[0]                        # a size, not `len(x)`: an exported graph keeps its batch size free
+    logits = forward(torch.cat([x, x.flip(-1)]))[0]                       # (2B, num_classes): images, then mirrors
+    return (logits[:n] + logits[n:]) / 2                                  # (B, num_classes)
 
 # %% ../nbs/05_training.ipynb #919b9ad5
 class Trainer:
@@ -202,25 +221,6 @@ def one_batch(self):
             and not torch.isfinite(self.total):
         raise TrainingDivergedError(f"the training loss became {loss.item()} at epoch {self.epoch}, step "
                                     f"{self.step}: training stopped; try a lower learning rate")
-
-# %% ../nbs/05_training.ipynb #532874ec
-PREDICTORS = {}   # name -> `fn(forward, x) -> logits`: 'plain' and 'flip' below, or your own
-
-def register_predictor(name: str):
-    "Make `fn(forward, x) -> logits (B, num_classes)` usable as `Trainer(predictor=name)` and by a recipe."
-    return registrar(PREDICTORS, name)
-
-@register_predictor('plain')
-def plain_logits(forward, x: torch.Tensor) -> torch.Tensor:
-    "The logits of one forward pass of images `x` (B, C, H, W): what training optimises."
-    return forward(x)[0]                                                   # (B, num_classes)
-
-@register_predictor('flip')
-def flip_logits(forward, x: torch.Tensor) -> torch.Tensor:
-    "The mean of the logits of images `x` (B, C, H, W) and of their mirror images: test-time augmentation."
-    n = x.shape[0]                        # a size, not `len(x)`: an exported graph keeps its batch size free
-    logits = forward(torch.cat([x, x.flip(-1)]))[0]                       # (2B, num_classes): images, then mirrors
-    return (logits[:n] + logits[n:]) / 2                                  # (B, num_classes)
 
 # %% ../nbs/05_training.ipynb #b7213599
 def predictions(forward,                 # the model, or what runs it (compiled)
