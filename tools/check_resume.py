@@ -21,6 +21,10 @@ environment): the attention and convolution backward passes are otherwise free t
 of the same command differ in their last bits. With `--no-deterministic`, or a `vit_train` without that setting, the
 metrics are compared within `--tolerance` (default there 1e-3). The first line printed names the mode.
 
+Without `--nproc`, each run is the plain `vit_train` command, in whatever layout it chooses: on a CPU with several
+cores it starts one process per core itself (chapter 8's `launch_processes`); the SIGKILL goes to the command, and
+the check fails unless the processes it started end with it. The processes a run used are read from its config.json.
+
 With `--nproc N` (N > 1) every run is `torchrun --standalone --nproc-per-node N -m vit_nbdev.commands`, and the SIGKILL
 goes to one training process, rank `--kill-rank` (torchrun then stops the others). `--resume-nproc M` resumes on M
 processes instead: the metrics then agree up to floating-point summation order, so they are compared within a
@@ -52,6 +56,24 @@ def read_metrics(exp_dir: Path) -> dict:
     "The experiment's metrics.json ({} if there is none yet, or it cannot be read)."
     try: return json.loads((exp_dir / 'metrics.json').read_text())
     except (FileNotFoundError, json.JSONDecodeError): return {}
+
+
+def children(pid: int) -> list:
+    "The process ids of the children of process `pid` (the training processes `vit_train` started itself)."
+    try: return [int(c) for c in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
+    except OSError: return []
+
+
+def alive(pid: int) -> bool:
+    "Whether process `pid` still runs (a zombie counts as ended)."
+    try: return Path(f'/proc/{pid}/stat').read_text().split(') ')[-1][0] != 'Z'
+    except OSError: return False
+
+
+def recorded_procs(exp_dir: Path) -> int:
+    "How many processes trained the run, as its config.json records (1 where it does not say)."
+    try: return json.loads((exp_dir / 'config.json').read_text())['settings'].get('procs') or 1
+    except (OSError, KeyError, json.JSONDecodeError): return 1
 
 
 def committed_epoch(exp_dir: Path) -> int:
@@ -162,8 +184,14 @@ def main():
         time.sleep(a.delay)
         running = proc.poll() is None   # (poll reaps a process that ended: only a running one can be killed)
         victim = (proc.pid if a.nproc == 1 else rank_pid(proc.pid, a.kill_rank)) if running else None
+        started = children(proc.pid) if running and a.nproc == 1 else []   # processes vit_train started itself
         if running: os.kill(victim, signal.SIGKILL)
         proc.wait()
+        deadline = time.perf_counter() + 10
+        while any(alive(c) for c in started) and time.perf_counter() < deadline: time.sleep(0.05)
+        if any(alive(c) for c in started):
+            fail(f'the processes {[c for c in started if alive(c)]} that vit_train started outlived its SIGKILL')
+        if started: print(f'the {len(started)} processes vit_train had started ended with it')
         before = read_metrics(exp)   # what the kill left committed
         k = before.get('epoch', 0)
         who = 'the process' if a.nproc == 1 else f'rank {a.kill_rank} (pid {victim})'
@@ -186,6 +214,7 @@ def main():
         if epochs != list(range(k + 1, a.epochs + 1)):
             fail(f'the resumed run trained epochs {epochs}, not {k + 1}..{a.epochs}')
         ref, res = read_metrics(Path(out) / 'uninterrupted'), read_metrics(exp)
+        procs = recorded_procs(exp)
 
     problems, same = [], (lambda x, y: x == y) if tol == 0 else (lambda x, y: close(x, y, tol))
     for key in KEYS:
@@ -195,7 +224,7 @@ def main():
         if not same(res[key], ref[key]): problems.append(f'{key}: resumed and uninterrupted runs differ')
     if problems: fail('; '.join(problems))
     how = 'are identical to' if tol == 0 else f'agree (within a relative {tol:g}) with'
-    print(f'PASS: killed after epoch {k} of {a.epochs} was committed, resumed from it on {resume_nproc} process(es), '
+    print(f'PASS: killed after epoch {k} of {a.epochs} was committed, resumed from it on {procs} process(es), '
           f'and the train losses, test losses and accuracies {how} the uninterrupted run')
 
 

@@ -37,8 +37,7 @@ class ExperimentConfig:
 @dataclass
 class TrainConfig(ExperimentConfig):
     "Every setting of a training run, each with its one default: `vit_train`'s flags and `config.json` come from here."
-    recipe: str = setting('reference', "a name in RECIPES: 'reference' (tintn's), 'modern' (below), 'fast' or "
-                          "'budget' (chapter 7)")
+    recipe: str = setting('reference', "a name in RECIPES: reference (tintn's), modern (5a), fast or budget (7)")
     epochs: int = setting(100, 'total number of epochs (counting those a resumed run already did)')
     batch_size: int = setting(256, 'images per optimisation step')
     lr: float = setting(1e-2, '(peak) learning rate of AdamW')
@@ -63,6 +62,7 @@ class TrainConfig(ExperimentConfig):
     backend: str = setting('auto', 'under torchrun: auto (NCCL on GPUs, gloo on CPU), gloo or nccl',
                            choices=('auto', 'gloo', 'nccl'))
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
+    procs: int = setting(None, 'processes, of --threads threads each (default on a CPU: one a core, one thread each)')
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
     eval_every: int = setting(1, 'evaluate after every N-th epoch and after the last (evaluations take time too)')
     micro_batch: int = setting(None, 'train on each batch in pieces of this many images, their gradients added up')
@@ -92,7 +92,7 @@ def validate(self):
     if self.clip_grad is not None and not self.clip_grad > 0:
         raise ValueError(f"clip_grad must be > 0, got {self.clip_grad}")
     if self.ema is not None and not 0 < self.ema < 1: raise ValueError(f"ema must be in (0, 1), got {self.ema}")
-    for name in ('threads', 'eval_every', 'micro_batch'):
+    for name in ('threads', 'procs', 'eval_every', 'micro_batch'):
         if getattr(self, name) is not None and getattr(self, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     for f in fields(self):
@@ -132,8 +132,8 @@ def of_experiment(cls, config: dict) -> 'TrainConfig':
     return cls(**config['settings'])
 
 # %% ../nbs/05a_recipes.ipynb #fa9f1e5c
-RESUMABLE = ('exp_name', 'out_dir', 'device', 'epochs', 'threads', 'backend', 'data_dir', 'download', 'compile', 'amp',
-             'micro_batch', 'eval_every', 'save_model_every_freq', 'tensorboard', 'deterministic')
+RESUMABLE = ('exp_name', 'out_dir', 'device', 'epochs', 'threads', 'procs', 'backend', 'data_dir', 'download',
+             'compile', 'amp', 'micro_batch', 'eval_every', 'save_model_every_freq', 'tensorboard', 'deterministic')
 
 @patch_to(TrainConfig)
 def resumed(self, given: dict) -> 'TrainConfig':
