@@ -206,7 +206,8 @@ def vit_train(argv: list = None) -> int:
             run = importlib.import_module('vit_nbdev.commands')._train_and_report   # the package's, which they import
             return max(launch_processes(run, n, cfg, a.resume, a.overwrite, a.progress).values())
     except USER_ERRORS as e: return _error('vit_train', error_line(e))
-    except (KeyboardInterrupt, SignalException): return 130           # Ctrl-C: the processes said what to do
+    except (KeyboardInterrupt, SignalException):                      # Ctrl-C: the processes have left
+        print("vit_train: interrupted; continue with the same command and --resume", file=sys.stderr); return 130
     except ChildFailedError as e:                                      # killed, or a bug (its traceback is above)
         codes = ', '.join(f'process {r}: exit code {f.exitcode}' for r, f in sorted(e.failures.items()))
         return _error('vit_train', f"a training process failed ({codes}); continue with --resume")

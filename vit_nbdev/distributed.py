@@ -98,9 +98,15 @@ def _die_with_parent():
     try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError): pass
 
+def _interrupted(signum, frame):
+    "`Ctrl-C` in a started process: leave at once, as `kill -9` would (the command says what to do, once)."
+    os._exit(130)
+
 def _started(fn, args: tuple):
-    "What a started process runs: `fn(*args)`, dying with its parent."
+    "What a started process runs: `fn(*args)`, dying with its parent and at `Ctrl-C`."
+    import signal
     _die_with_parent()
+    signal.signal(signal.SIGINT, _interrupted)
     return fn(*args)
 
 def launch_processes(fn,            # a module-level function (each new process imports it)
@@ -108,7 +114,11 @@ def launch_processes(fn,            # a module-level function (each new process 
                      *args,         # its arguments, the same for every process
                     ) -> dict:      # rank -> what `fn` returned there
     "Run `fn(*args)` in `nprocs` new processes of one process group on this machine, as `torchrun --standalone` does."
+    import logging
+
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith('torch.distributed.elastic')]:
+        logging.getLogger(name).setLevel(logging.ERROR)                      # no notes on shutting processes down
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nprocs, run_id=uuid.uuid4().hex,
                           rdzv_backend='c10d', rdzv_endpoint='localhost:0', max_restarts=0, monitor_interval=0.1,
                           start_method='spawn')
