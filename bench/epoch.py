@@ -36,6 +36,8 @@ the versions, the command and the load average before and after (of the whole ru
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -168,8 +170,6 @@ def procs_epochs(recipes: list, procs: int, micro_batch, data_dir) -> dict:
 
 def command_epochs(data_dir, extra: list) -> dict:
     "The default `vit_train` command, as a user types it, for 2 epochs in a new process: its epochs' seconds."
-    import subprocess
-    import sys
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, '-c', 'import sys; from vit_nbdev.commands import vit_train; sys.exit(vit_train())',
                '--exp-name', 'default_command', '--epochs', '2', '--out-dir', out, '--no-progress', *extra]

@@ -88,11 +88,10 @@ def trained_epochs(stdout: str) -> list:
 
 def rank_pid(launcher_pid: int, rank: int) -> int:
     "The process id of training process `rank` among the children of torchrun's process `launcher_pid`."
-    children = Path(f'/proc/{launcher_pid}/task/{launcher_pid}/children').read_text().split()
-    for pid in children:
+    for pid in children(launcher_pid):
         env = Path(f'/proc/{pid}/environ').read_bytes().split(b'\0')
         if f'RANK={rank}'.encode() in env: return int(pid)
-    raise RuntimeError(f'no process of rank {rank} among {children}')
+    raise RuntimeError(f'no process of rank {rank} among {children(launcher_pid)}')
 
 
 def train_device(train_args: list) -> str:

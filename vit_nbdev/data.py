@@ -7,7 +7,7 @@ __all__ = ['CIFAR10_FOLDER', 'IMG_EXTENSIONS', 'DATASETS', 'DataNotFoundError', 
            'download_cifar10', 'load_cifar10', 'pil_to_tensor', 'open_image', 'read_image', 'load_image_folder',
            'random_resized_crop_boxes', 'crop_resize_flip', 'normalize', 'augment_params', 'augment_batch',
            'epoch_seed', 'batch_shard', 'epoch_draws', 'TensorLoader', 'registrar', 'lookup', 'register_dataset',
-           'resolve_device', 'cifar10_split', 'image_folder_split', 'prepare_data', 'make_image_folder']
+           'cifar10_split', 'image_folder_split', 'resolve_device', 'prepare_data', 'make_image_folder']
 
 # %% ../nbs/04a_data.ipynb #a5977a4c
 import math
@@ -351,17 +351,6 @@ def register_dataset(name: str):
     "Make `load(data_dir, train, image_size, classes, download)` -> (uint8 images, labels, class names) a dataset."
     return registrar(DATASETS, name)
 
-# %% ../nbs/04a_data.ipynb #0eea1260
-def resolve_device(device=None) -> torch.device:
-    "The `torch.device` that `device` names ('cpu', 'cuda', 'cuda:1'...; None: the default), if this machine has it."
-    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: d = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
-    if d.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    return d
-
 # %% ../nbs/04a_data.ipynb #6510010a
 @register_dataset('cifar10')
 def cifar10_split(data_dir, train: bool, image_size: int = 32, classes: list = None, download: bool = True) -> tuple:
@@ -381,6 +370,17 @@ def image_folder_split(data_dir, train: bool, image_size: int = 32, classes: lis
     root, split = Path(data_dir), 'train' if train else 'test'
     bare = not train and not (root / 'test').is_dir() and not (root / 'train').is_dir()   # only class folders
     return load_image_folder(root if bare else root / split, image_size, classes)
+
+# %% ../nbs/04a_data.ipynb #0eea1260
+def resolve_device(device=None) -> torch.device:
+    "The `torch.device` that `device` names ('cpu', 'cuda', 'cuda:1'...; None: the default), if this machine has it."
+    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda', 'cuda:1'...") from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return d
 
 # %% ../nbs/04a_data.ipynb #0e8b1d82
 def prepare_data(batch_size: int = 256,

@@ -5,7 +5,10 @@ __all__ = ['MAX_AUTO_PROCS', 'init_distributed', 'DistributedStrategy', 'cpu_cor
 
 # %% ../nbs/08_distributed.ipynb #bd83d76c
 import contextlib
+import ctypes
+import logging
 import os
+import signal
 import uuid
 
 import torch
@@ -93,8 +96,6 @@ def auto_procs(device, batch_size: int, threads: int = None, cores: int = None) 
 # %% ../nbs/08_distributed.ipynb #3dc2931d
 def _die_with_parent():
     "Have Linux kill this process when its parent dies (`PR_SET_PDEATHSIG`); elsewhere, nothing."
-    import ctypes
-    import signal
     try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError): pass
 
@@ -104,7 +105,6 @@ def _interrupted(signum, frame):
 
 def _started(fn, args: tuple):
     "What a started process runs: `fn(*args)`, dying with its parent and at `Ctrl-C`."
-    import signal
     _die_with_parent()
     signal.signal(signal.SIGINT, _interrupted)
     return fn(*args)
@@ -114,8 +114,6 @@ def launch_processes(fn,            # a module-level function (each new process 
                      *args,         # its arguments, the same for every process
                     ) -> dict:      # rank -> what `fn` returned there
     "Run `fn(*args)` in `nprocs` new processes of one process group on this machine, as `torchrun --standalone` does."
-    import logging
-
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     for name in [n for n in logging.root.manager.loggerDict if n.startswith('torch.distributed.elastic')]:
         logging.getLogger(name).setLevel(logging.ERROR)                      # no notes on shutting processes down

@@ -62,7 +62,7 @@ class TrainConfig(ExperimentConfig):
     backend: str = setting('auto', 'under torchrun: auto (NCCL on GPUs, gloo on CPU), gloo or nccl',
                            choices=('auto', 'gloo', 'nccl'))
     threads: int = setting(None, "CPU threads (default: PyTorch's, one per core; a resumed run reuses its own)")
-    procs: int = setting(None, 'processes, of --threads threads each (default on a CPU: one a core, one thread each)')
+    procs: int = setting(None, 'processes, of --threads threads each (default on a CPU: one per core, one thread each)')
     save_model_every_freq: int = setting(0, 'keep model_{epoch}.safetensors every N epochs (0: never)')
     eval_every: int = setting(1, 'evaluate after every N-th epoch and after the last (evaluations take time too)')
     micro_batch: int = setting(None, 'train on each batch in pieces of this many images, their gradients added up')
